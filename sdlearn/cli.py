@@ -1,0 +1,158 @@
+"""The ``sdlearn`` command: generate images and describe models from the shell.
+
+    sdlearn generate "a big red circle in the center on a blue background" -o out.png --seed 1
+    sdlearn info
+    sdlearn info --model stable-diffusion-v1-5/stable-diffusion-v1-5
+
+Bad arguments end with one line that says what is wrong, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+from .models import SCHEDULERS, ModelNotFoundError
+
+USAGE_ERROR = 2
+
+
+class CommandError(Exception):
+    """A problem with what the user asked for; reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + error
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sdlearn", description="Stable Diffusion from the inside: the "
+                     "tiny embedded model, or any diffusers model, from the shell.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    gen = sub.add_parser("generate", help="generate an image from a prompt")
+    gen.add_argument("prompt")
+    gen.add_argument("-o", "--output", default="sdlearn.png", help="PNG file to write "
+                     "(default: %(default)s)")
+    gen.add_argument("--negative-prompt", default=None)
+    gen.add_argument("--steps", type=_positive_int, default=25,
+                     help="denoising steps (default: %(default)s)")
+    gen.add_argument("--guidance-scale", type=_non_negative_float, default=7.5,
+                     help="classifier-free guidance; 1 turns it off (default: %(default)s)")
+    gen.add_argument("--seed", type=int, default=None,
+                     help="the same seed gives the same image (default: a random one, printed)")
+    gen.add_argument("--height", type=_positive_int, default=None,
+                     help="pixels, a multiple of the VAE factor (default: the model's size)")
+    gen.add_argument("--width", type=_positive_int, default=None)
+    gen.add_argument("--num-images", type=_positive_int, default=1,
+                     help="images for the prompt, saved side by side as one grid")
+    gen.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=None,
+                     help="default: the model's own (PNDM for Stable Diffusion)")
+    gen.add_argument("--model", default=None, help="a folder or hub id (default: "
+                     "$SDLEARN_MODEL, else the embedded tiny model)")
+    gen.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best here)")
+
+    info = sub.add_parser("info", help="describe a model: components, sizes, key numbers")
+    info.add_argument("--model", default=None)
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _generate(args) -> None:
+    import torch
+
+    from .device import make_generator
+    from .images import image_grid
+    from .models import load_pipeline
+    from .text import count_tokens
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".png":
+        raise CommandError(f"--output {output}: give a file name ending in .png")
+    if not output.parent.exists():
+        raise CommandError(f"--output {output}: the folder {output.parent} does not exist")
+    pipe = load_pipeline(args.model, device=args.device, scheduler=args.scheduler)
+    factor = pipe.vae_scale_factor
+    for name in ("height", "width"):
+        value = getattr(args, name)
+        if value is not None and value % factor:
+            lower = max(factor, value // factor * factor)
+            raise CommandError(f"--{name} {value} is not a multiple of the VAE factor {factor}; "
+                               f"use {lower} or {lower + factor}")
+    limit = pipe.tokenizer.model_max_length
+    for label, text in (("prompt", args.prompt), ("negative prompt", args.negative_prompt)):
+        if text and (n := count_tokens(pipe.tokenizer, text)) > limit:
+            print(f"note: the {label} has {n} tokens; the text encoder reads {limit}, so the "
+                  f"last {n - limit} are dropped", file=sys.stderr)
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    with torch.inference_mode():
+        images = pipe(
+            args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
+            guidance_scale=args.guidance_scale, height=args.height, width=args.width,
+            num_images_per_prompt=args.num_images,
+            generator=make_generator(seed, "cpu" if pipe.device.type == "mps" else pipe.device),
+        ).images
+    picture = images[0] if len(images) == 1 else image_grid(images, rows=1)
+    picture.save(output)
+    print(f"wrote {output} ({picture.width}×{picture.height}, seed {seed}"
+          f"{'' if args.seed is not None else '; pass --seed to repeat it'})")
+
+
+def _info(args) -> None:
+    import json
+
+    from .models import describe, load_pipeline
+
+    d = describe(load_pipeline(args.model))
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return
+    print(f"model: {d['model']}" + (f"  (world: {d['world']})" if d["world"] else ""))
+    print(f"{'component':<14}{'class':<30}{'parameters':>14}{'on disk':>12}")
+    for name, c in d["components"].items():
+        params = f"{c['parameters']:,}" if "parameters" in c else "-"
+        size = f"{c['bytes'] / 2**20:.1f} MB" if "bytes" in c else "-"
+        print(f"{name:<14}{c['class']:<30}{params:>14}{size:>12}")
+    keys = ["scaling_factor", "vae_scale_factor", "latent_channels", "latent_size",
+            "default_image_size", "max_length", "vocab_size", "hidden_size", "scheduler",
+            "num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "prediction_type",
+            "dtype", "device"]
+    for key in keys:
+        print(f"{key:<22}{d[key]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        {"generate": _generate, "info": _info}[args.command](args)
+    except (CommandError, ModelNotFoundError) as error:
+        print(f"sdlearn {args.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

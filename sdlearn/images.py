@@ -1,0 +1,155 @@
+"""Images: converting between tensors, NumPy and PIL, making grids, and showing them.
+
+Conventions, the same as diffusers': a *tensor* image is float in [-1, 1] with shape
+``(3, H, W)`` or ``(N, 3, H, W)``; a *NumPy* image is uint8 ``(H, W, 3)``; a *PIL* image is RGB.
+
+>>> import torch
+>>> to_pil(torch.zeros(3, 8, 8)).getpixel((0, 0))
+(128, 128, 128)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+def _is_tensor(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def to_numpy(image) -> np.ndarray:
+    """Any image (PIL, uint8 or float array in [0, 1], tensor in [-1, 1]) → uint8 ``(H, W, 3)``.
+
+    A batch (4-D) gives ``(N, H, W, 3)``. Greyscale and RGBA PIL images are converted to RGB.
+    """
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if _is_tensor(image):
+        import torch
+
+        t = image.detach().float().cpu()
+        if t.ndim not in (3, 4) or t.shape[-3] not in (1, 3):
+            raise ValueError(f"image tensor of shape {tuple(t.shape)}: expected (3, H, W) or "
+                             "(N, 3, H, W) with values in [-1, 1]")
+        arr = ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        arr = np.moveaxis(arr, -3, -1)
+        return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr.astype(np.float64), 0, 1) * 255).round().astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    return arr
+
+
+def to_pil(image) -> Image.Image | list[Image.Image]:
+    """Any image → a PIL RGB image; a batch → a list of them."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, list | tuple):
+        return [to_pil(i) for i in image]
+    arr = to_numpy(image)
+    if arr.ndim == 4:
+        return [Image.fromarray(a) for a in arr]
+    return Image.fromarray(arr)
+
+
+def to_tensor(image):
+    """A PIL image or uint8 array → a float tensor in [-1, 1] of shape ``(1, 3, H, W)``.
+
+    This is what ``vae.encode`` takes. A list of images gives a batch.
+    """
+    import torch
+
+    if isinstance(image, list | tuple):
+        return torch.cat([to_tensor(i) for i in image])
+    if _is_tensor(image):
+        return image if image.ndim == 4 else image[None]
+    arr = to_numpy(image).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+
+
+def upscale(image, factor: int | None = None, *, size: int = 256) -> Image.Image:
+    """Enlarge a small image crisply (nearest neighbour) for display.
+
+    Without ``factor``, pick the largest whole factor that keeps the longer side ≤ ``size``
+    (at least 1).
+    """
+    img = to_pil(image)
+    if factor is None:
+        factor = max(1, size // max(img.size))
+    return img.resize((img.width * factor, img.height * factor), Image.NEAREST)
+
+
+def image_grid(images: Sequence, rows: int | None = None, cols: int | None = None,
+               *, pad: int = 2, fill: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Paste images (all the same size) into one grid image, row by row.
+
+    >>> image_grid([Image.new("RGB", (8, 8))] * 6, cols=3).size
+    (28, 18)
+    """
+    pils = _as_list(images)
+    if not pils:
+        raise ValueError("image_grid needs at least one image")
+    cols = cols or (math.ceil(len(pils) / rows) if rows else math.ceil(math.sqrt(len(pils))))
+    rows = rows or math.ceil(len(pils) / cols)
+    if rows * cols < len(pils):
+        raise ValueError(f"{len(pils)} images do not fit in rows={rows} × cols={cols}")
+    w, h = pils[0].size
+    if any(p.size != (w, h) for p in pils):
+        raise ValueError("image_grid needs images of one size; got "
+                         f"{sorted({p.size for p in pils})}. Resize them first.")
+    grid = Image.new("RGB", (cols * w + (cols - 1) * pad, rows * h + (rows - 1) * pad), fill)
+    for i, p in enumerate(pils):
+        grid.paste(p, ((i % cols) * (w + pad), (i // cols) * (h + pad)))
+    return grid
+
+
+def _as_list(images) -> list[Image.Image]:
+    if isinstance(images, Image.Image) or (hasattr(images, "ndim") and images.ndim == 3):
+        return [to_pil(images)]
+    out = []
+    for item in images:
+        converted = to_pil(item)
+        out.extend(converted if isinstance(converted, list) else [converted])
+    return out
+
+
+def show_images(images, titles: Sequence[str] | None = None, *, cols: int | None = None,
+                size: float = 2.5, suptitle: str | None = None):
+    """Show one image or many in a matplotlib grid, with optional titles; returns the figure.
+
+    Small images are drawn without smoothing, so 64×64 pixels stay crisp.
+
+    >>> fig = show_images([Image.new("RGB", (8, 8))] * 2, titles=["a", "b"])
+    """
+    import matplotlib.pyplot as plt
+
+    pils = _as_list(images)
+    if titles is not None and len(titles) != len(pils):
+        raise ValueError(f"got {len(titles)} titles for {len(pils)} images")
+    cols = cols or min(len(pils), 6)
+    rows = math.ceil(len(pils) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + (0.4 if suptitle
+                                                                               else 0)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, img) in enumerate(zip(axes.flat, pils, strict=False)):
+        ax.imshow(img, interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def show_image(image, title: str | None = None, *, size: float = 3.0):
+    """Show a single image; returns the figure."""
+    return show_images([image], [title] if title else None, size=size)

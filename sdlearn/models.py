@@ -1,0 +1,346 @@
+"""Loading Stable Diffusion: the embedded tiny model, a local folder, or a model hub id.
+
+Every lesson calls :func:`load_pipeline`. With no argument it reads ``$SDLEARN_MODEL``, and
+without that it loads the tiny model that ships inside sdlearn. Whatever it loads is a plain
+diffusers ``StableDiffusionPipeline``, so the lessons read every number from its components.
+
+>>> pipe = load_pipeline()
+>>> type(pipe).__name__, pipe.vae_scale_factor
+('StableDiffusionPipeline', 8)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .device import get_device
+from .paths import data_path
+
+ENV_VAR = "SDLEARN_MODEL"
+INFO_FILE = "sdlearn.json"  # sdlearn's own record inside a model folder; diffusers ignores it
+
+# Stable Diffusion 1.x's scheduler configuration (its scheduler/scheduler_config.json).
+# clip_sample is not a PNDM setting, but it is kept so that DDIMScheduler.from_config(...)
+# inherits False, as it does with the real model.
+SD_SCHEDULER_CONFIG = {
+    "_class_name": "PNDMScheduler",
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "trained_betas": None,
+    "skip_prk_steps": True,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "clip_sample": False,
+}
+
+SCHEDULERS = {
+    "pndm": "PNDMScheduler",
+    "ddim": "DDIMScheduler",
+    "lms": "LMSDiscreteScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "dpm": "DPMSolverMultistepScheduler",
+}
+
+
+class ModelNotFoundError(OSError):
+    """The model asked for is neither a usable local folder nor reachable on a model hub."""
+
+
+@dataclass
+class TinyArchitecture:
+    """The sizes of the tiny Stable Diffusion: the same classes as the real one, much smaller."""
+
+    image_size: int = 64
+    vae_channels: tuple[int, ...] = (32, 32, 64, 64)  # 4 blocks → downsampling factor 8
+    vae_layers_per_block: int = 1
+    latent_channels: int = 4
+    text_hidden_size: int = 64
+    text_layers: int = 4
+    text_heads: int = 4
+    text_intermediate_size: int = 256
+    unet_channels: tuple[int, ...] = (64, 128, 128)
+    unet_layers_per_block: int = 1
+    unet_head_dim: int = 8
+    norm_groups: int = 16
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // 2 ** (len(self.vae_channels) - 1)
+
+
+def make_scheduler(name: str, config) -> object:
+    """A diffusers scheduler by short name (``pndm ddim lms euler dpm``), built from ``config``.
+
+    >>> make_scheduler("ddim", load_pipeline().scheduler.config).__class__.__name__
+    'DDIMScheduler'
+    """
+    import diffusers
+
+    key = name.lower()
+    if key not in SCHEDULERS:
+        raise ValueError(f"scheduler={name!r} is unknown; choose one of {', '.join(SCHEDULERS)}")
+    return getattr(diffusers, SCHEDULERS[key]).from_config(config)
+
+
+def build_pipeline(arch: TinyArchitecture | None = None, *, seed: int = 0):
+    """A tiny ``StableDiffusionPipeline`` with random weights, of the given architecture.
+
+    This is the starting point of training, and a stand-in model of other sizes for tests.
+    """
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .text import load_tokenizer
+
+    a = arch or TinyArchitecture()
+    torch.manual_seed(seed)
+    n_vae = len(a.vae_channels)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=a.latent_channels,
+        down_block_types=("DownEncoderBlock2D",) * n_vae,
+        up_block_types=("UpDecoderBlock2D",) * n_vae,
+        block_out_channels=a.vae_channels, layers_per_block=a.vae_layers_per_block,
+        norm_num_groups=a.norm_groups, sample_size=a.image_size,
+    )
+    tokenizer = load_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=a.text_hidden_size,
+        intermediate_size=a.text_intermediate_size, num_hidden_layers=a.text_layers,
+        num_attention_heads=a.text_heads, max_position_embeddings=tokenizer.model_max_length,
+        projection_dim=a.text_hidden_size, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    ))
+    n_unet = len(a.unet_channels)
+    unet = UNet2DConditionModel(
+        sample_size=a.latent_size, in_channels=a.latent_channels, out_channels=a.latent_channels,
+        down_block_types=("CrossAttnDownBlock2D",) * (n_unet - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_unet - 1),
+        block_out_channels=a.unet_channels, layers_per_block=a.unet_layers_per_block,
+        attention_head_dim=a.unet_head_dim, cross_attention_dim=a.text_hidden_size,
+        norm_num_groups=a.norm_groups,
+    )
+    scheduler = PNDMScheduler.from_config(SD_SCHEDULER_CONFIG)
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def save_pipeline(pipe, folder: str | Path, *, info: dict | None = None,
+                  half: bool = False) -> Path:
+    """Write ``pipe`` as a diffusers folder (safetensors), with sdlearn's ``sdlearn.json``.
+
+    ``half=True`` stores the weights in float16 (half the size); they load back as float32.
+    """
+    import torch
+
+    folder = Path(folder)
+    with quiet_loading():
+        if half:
+            pipe.to(torch.float16)
+        try:
+            pipe.save_pretrained(folder, safe_serialization=True)
+        finally:
+            if half:
+                pipe.to(torch.float32)
+    (folder / INFO_FILE).write_text(json.dumps(info or {}, indent=2) + "\n")
+    return folder
+
+
+def embedded_model_path() -> Path:
+    """The folder of the tiny model that ships with sdlearn."""
+    return data_path("tiny-sd")
+
+
+def model_info(pipe) -> dict:
+    """sdlearn's record of a model (``sdlearn.json``): what world it learned, how it was made.
+
+    Empty for models sdlearn did not make, such as real Stable Diffusion.
+    """
+    path = Path(str(getattr(pipe, "name_or_path", "") or "")) / INFO_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def is_shapes_model(pipe) -> bool:
+    """True if ``pipe`` was trained on the shapes world, so shapes-world measurements apply."""
+    return model_info(pipe).get("world") == "shapes"
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _not_found(model: str, why: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"Cannot load model {model!r}: {why}. To use the embedded tiny model, call "
+        f"load_pipeline() with no model and unset ${ENV_VAR}; to use another model offline, "
+        "pass a local folder in diffusers layout (model_index.json, unet/, vae/, ...), or "
+        "download the model once while online so it is in the Hugging Face cache."
+    )
+
+
+def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None = None,
+                  dtype=None, scheduler: str | None = None):
+    """Load a Stable Diffusion pipeline, with the safety checker off.
+
+    - ``model``: a local folder in diffusers layout, or a hub id such as
+      ``"stable-diffusion-v1-5/stable-diffusion-v1-5"``. Default: ``$SDLEARN_MODEL`` if set,
+      else the embedded tiny model.
+    - ``device``: default :func:`get_device`. ``dtype``: default float16 on CUDA, float32
+      elsewhere. ``scheduler``: a short name (``pndm ddim lms euler dpm``) to swap it.
+
+    Weights are read from safetensors files only.
+
+    >>> pipe = load_pipeline(scheduler="euler")
+    >>> pipe.scheduler.__class__.__name__
+    'EulerDiscreteScheduler'
+    """
+    import torch
+
+    model = str(model or os.environ.get(ENV_VAR) or embedded_model_path())
+    device = torch.device(device or get_device())
+    if dtype is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    kwargs = {"safety_checker": None, "requires_safety_checker": False, "use_safetensors": True,
+              **_dtype_kwarg(dtype)}
+    path = Path(model).expanduser()
+    with quiet_loading():
+        if path.is_dir():
+            if not (path / "model_index.json").is_file():
+                raise _not_found(model, f"the folder {path} has no model_index.json, so it is "
+                                        "not a diffusers pipeline folder")
+            from diffusers import StableDiffusionPipeline
+
+            pipe = StableDiffusionPipeline.from_pretrained(path, **kwargs)
+        elif path.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1:
+            raise _not_found(model, "there is no such folder, and it is not a hub id of the "
+                                    "form 'owner/name'")
+        else:
+            pipe = _from_hub(model, kwargs)
+    pipe = pipe.to(device)
+    if scheduler is not None:
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    return pipe
+
+
+@contextmanager
+def quiet_loading():
+    """Silence loading chatter (progress bars, info banners) of diffusers and transformers.
+
+    Warnings that matter while *running* a pipeline, such as a truncated prompt, stay on.
+    """
+    from diffusers.utils import logging as d_log
+    from transformers.utils import logging as t_log
+
+    saved = [(log, log.get_verbosity(), log.is_progress_bar_enabled()) for log in (d_log, t_log)]
+    for log, _, _ in saved:
+        log.set_verbosity_error()
+        log.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for log, level, bars in saved:
+            log.set_verbosity(level)
+            if bars:
+                log.enable_progress_bar()
+
+
+def _dtype_kwarg(dtype) -> dict:
+    """diffusers 0.40 renamed ``torch_dtype`` to ``dtype`` in ``from_pretrained``."""
+    import diffusers
+    from packaging.version import Version
+
+    new = Version(diffusers.__version__).release >= (0, 40)
+    return {"dtype": dtype} if new else {"torch_dtype": dtype}
+
+
+def _from_hub(model: str, kwargs: dict):
+    from diffusers import StableDiffusionPipeline
+
+    try:
+        return StableDiffusionPipeline.from_pretrained(model, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as cached_error:
+        if _offline():
+            raise _not_found(model, "it is not in the local Hugging Face cache and "
+                                    "HF_HUB_OFFLINE is set") from cached_error
+    try:
+        return StableDiffusionPipeline.from_pretrained(model, **kwargs)
+    except Exception as error:  # connection, HTTP and missing-file errors all end here
+        raise _not_found(model, "it is not in the local Hugging Face cache and the hub could "
+                                f"not provide it ({type(error).__name__})") from error
+
+
+def architecture_dict(arch: TinyArchitecture) -> dict:
+    """The architecture as plain JSON-able values."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(arch).items()}
+
+
+def model_folder(pipe) -> Path | None:
+    """The folder the pipeline was loaded from (a local folder or its hub cache), if known."""
+    name = str(getattr(pipe, "name_or_path", "") or "")
+    if name and Path(name).is_dir():
+        return Path(name)
+    if name.count("/") == 1:
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(name, local_files_only=True))
+        except Exception:  # not cached: sizes are then unknown
+            return None
+    return None
+
+
+def describe(pipe) -> dict:
+    """The numbers a lesson reads from a pipeline's components, in one dict.
+
+    >>> describe(load_pipeline())["vae_scale_factor"]
+    8
+    """
+    folder = model_folder(pipe)
+    components = {}
+    for name, module in pipe.components.items():
+        if module is None:
+            continue
+        entry = {"class": type(module).__name__}
+        if hasattr(module, "parameters"):
+            entry["parameters"] = sum(p.numel() for p in module.parameters())
+        if folder is not None and (folder / name).is_dir():
+            entry["bytes"] = sum(f.stat().st_size for f in (folder / name).rglob("*")
+                                 if f.is_file() and f.suffix in (".safetensors", ".json",
+                                                                 ".txt"))
+        components[name] = entry
+    vae, unet, text = pipe.vae.config, pipe.unet.config, pipe.text_encoder.config
+    sched = pipe.scheduler.config
+    return {
+        "model": str(getattr(pipe, "name_or_path", "")),
+        "world": model_info(pipe).get("world"),
+        "components": components,
+        "scaling_factor": vae.scaling_factor,
+        "vae_scale_factor": pipe.vae_scale_factor,
+        "latent_channels": vae.latent_channels,
+        "unet_in_channels": unet.in_channels,
+        "default_image_size": unet.sample_size * pipe.vae_scale_factor,
+        "latent_size": unet.sample_size,
+        "max_length": pipe.tokenizer.model_max_length,
+        "vocab_size": len(pipe.tokenizer),
+        "hidden_size": text.hidden_size,
+        "cross_attention_dim": unet.cross_attention_dim,
+        "scheduler": type(pipe.scheduler).__name__,
+        "num_train_timesteps": sched.num_train_timesteps,
+        "beta_schedule": sched.beta_schedule,
+        "beta_start": sched.beta_start,
+        "beta_end": sched.beta_end,
+        "prediction_type": sched.get("prediction_type", "epsilon"),
+        "dtype": str(pipe.unet.dtype).replace("torch.", ""),
+        "device": str(pipe.device),
+    }
