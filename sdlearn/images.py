@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+
 def _is_tensor(x) -> bool:
     return type(x).__module__.startswith("torch")
 

@@ -94,7 +94,12 @@ def build_pipeline(arch: TinyArchitecture | None = None, *, seed: int = 0):
     This is the starting point of training, and a stand-in model of other sizes for tests.
     """
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from .text import load_tokenizer
@@ -221,7 +226,7 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
                                         "not a diffusers pipeline folder")
             from diffusers import StableDiffusionPipeline
 
-            pipe = StableDiffusionPipeline.from_pretrained(path, **kwargs)
+            pipe = StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
         elif path.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1:
             raise _not_found(model, "there is no such folder, and it is not a hub id of the "
                                     "form 'owner/name'")

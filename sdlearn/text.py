@@ -57,7 +57,7 @@ def clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
 
 
 def write_tokenizer_files(folder: str | Path) -> Path:
-    """Write ``vocab.json`` and ``merges.txt`` (the files ``CLIPTokenizer`` reads) into ``folder``."""
+    """Write ``vocab.json`` and ``merges.txt``, the files ``CLIPTokenizer`` reads."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab, merges = clip_vocab_and_merges()

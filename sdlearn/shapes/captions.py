@@ -40,7 +40,7 @@ SCENE_TEMPLATES = [
 
 
 def with_article(words: str) -> str:
-    """``'a'`` or ``'an'`` before ``words``: ``with_article("orange circle") == "an orange circle"``."""
+    """``words`` after ``'a'`` or ``'an'``, e.g. ``with_article("orange circle")``."""
     return ("an " if words[0] in "aeiou" else "a ") + words
 
 

@@ -28,7 +28,7 @@ def _square(x, y, r):
 
 
 def _convex_polygon(vertices: list[tuple[float, float]]):
-    """The distance function of a convex polygon given by unit-radius vertices (clockwise on screen)."""
+    """The distance function of a convex polygon (unit-radius vertices, clockwise on screen)."""
     verts = np.asarray(vertices, dtype=np.float64)
     edges = np.roll(verts, -1, axis=0) - verts
     normals = np.stack([edges[:, 1], -edges[:, 0]], axis=1)

@@ -19,7 +19,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -128,7 +128,7 @@ def _nearest_indices(arr: np.ndarray) -> np.ndarray:
     return d.argmin(axis=-1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template_stats(shape: str) -> tuple[float, float, float]:
     """Area over extent², and the centroid's offset from the box centre over extent."""
     n, extent = 256, 200.0
@@ -177,12 +177,13 @@ def detect(image, size: int | None = None) -> tuple[str, list[Detection]]:
             continue
         core = ndimage.binary_erosion(mask)
         rgb = np.median(arr[core if core.sum() >= 3 else mask], axis=0)
-        # How much of each pixel the object covers: its colour's share between background and object.
+        # How much of each pixel the object covers: where its colour lies from background to
+        # object colour.
         span = rgb - bg_rgb
         alpha = np.clip(((arr - bg_rgb) @ span) / max(float(span @ span), 1e-6), 0, 1)
         alpha *= ndimage.binary_dilation(mask)
         shape, extent, (cx, cy), iou = _fit_shape(alpha)
-        cell = (min(max(int(cy / n * GRID), 0), GRID - 1), min(max(int(cx / n * GRID), 0), GRID - 1))
+        cell = tuple(min(max(int(c / n * GRID), 0), GRID - 1) for c in (cy, cx))
         ys, xs = region
         found.append(Detection(
             shape=shape, color=nearest_color(rgb),

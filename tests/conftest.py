@@ -1,0 +1,42 @@
+import os
+
+import pytest
+
+# Tests never reach the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from sdlearn import load_tokenizer
+
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def small_arch():
+    """A model of other sizes than the embedded one: VAE factor 4, hidden size 32."""
+    from sdlearn.models import TinyArchitecture
+
+    return TinyArchitecture(image_size=32, vae_channels=(16, 16, 32), text_hidden_size=32,
+                            text_layers=2, text_heads=2, text_intermediate_size=64,
+                            unet_channels=(32, 64), unet_head_dim=8, norm_groups=8)
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory, small_arch):
+    """A random model of ``small_arch``, written in diffusers layout."""
+    from sdlearn.models import architecture_dict, build_pipeline, save_pipeline
+
+    folder = tmp_path_factory.mktemp("small-model")
+    save_pipeline(build_pipeline(small_arch, seed=1), folder,
+                  info={"world": "shapes", "architecture": architecture_dict(small_arch)})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    from sdlearn import load_pipeline
+
+    return load_pipeline()

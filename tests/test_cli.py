@@ -1,0 +1,68 @@
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+
+def run(*args, cwd=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("SDLEARN_MODEL", None)
+    return subprocess.run([sys.executable, "-m", "sdlearn.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)
+
+
+def test_generate_same_seed_same_file(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for out in (a, b):
+        r = run("generate", "a big red circle in the center on a blue background", "-o",
+                str(out), "--seed", "7", "--steps", "5", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "it/s" in r.stderr or "%" in r.stderr, "a progress bar is shown"
+    assert a.read_bytes() == b.read_bytes()
+    assert Image.open(a).size == (64, 64)
+
+
+def test_generate_every_option(tmp_path):
+    out = tmp_path / "grid.png"
+    r = run("generate", "a small green triangle", "-o", str(out), "--negative-prompt", "red",
+            "--steps", "4", "--guidance-scale", "3", "--seed", "1", "--height", "48",
+            "--width", "80", "--num-images", "3", "--scheduler", "euler")
+    assert r.returncode == 0, r.stderr
+    w, h = Image.open(out).size
+    assert h == 48 and w == 3 * 80 + 2 * 2
+    assert "seed 1" in r.stdout
+
+
+def test_long_prompt_is_reported(tmp_path):
+    r = run("generate", "a red circle " * 40, "-o", str(tmp_path / "x.png"), "--steps", "1",
+            "--seed", "0")
+    assert r.returncode == 0
+    assert "122 tokens" in r.stderr and "last 45 are dropped" in r.stderr
+
+
+def test_info_lists_components_and_numbers():
+    r = run("info")
+    assert r.returncode == 0, r.stderr
+    for word in ("UNet2DConditionModel", "AutoencoderKL", "CLIPTextModel", "scaling_factor",
+                 "vae_scale_factor", "max_length", "77", "PNDMScheduler", "MB"):
+        assert word in r.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["generate", "x", "--height", "60"], "not a multiple of the VAE factor 8; use 56 or 64"),
+    (["generate", "x", "--steps", "-3"], "--steps: -3 must be 1 or more"),
+    (["generate", "x", "--steps", "ten"], "'ten' is not a whole number"),
+    (["generate", "x", "--scheduler", "heun"], "invalid choice: 'heun'"),
+    (["generate", "x", "--model", "/no/such/model"], "no such folder"),
+    (["generate", "x", "-o", "out.jpg"], "ending in .png"),
+    (["info", "--model", "someone/not-cached"], "HF_HUB_OFFLINE"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, needle):
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in r.stderr

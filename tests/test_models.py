@@ -1,0 +1,124 @@
+import json
+
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+
+from sdlearn import ModelNotFoundError, is_shapes_model, load_pipeline, make_generator
+from sdlearn.models import (
+    ENV_VAR,
+    SCHEDULERS,
+    build_pipeline,
+    describe,
+    embedded_model_path,
+    make_scheduler,
+    save_pipeline,
+)
+
+
+def _image(pipe, seed=0, steps=3):
+    return pipe("a big red circle in the center", num_inference_steps=steps,
+                generator=make_generator(seed), output_type="np").images
+
+
+def test_default_is_the_embedded_shapes_model(tiny_pipe, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert isinstance(tiny_pipe, StableDiffusionPipeline)
+    assert tiny_pipe.name_or_path == str(embedded_model_path())
+    assert is_shapes_model(tiny_pipe)
+    assert tiny_pipe.safety_checker is None
+    assert tiny_pipe.unet.dtype == torch.float32 and tiny_pipe.device.type == "cpu"
+    assert tiny_pipe.vae_scale_factor == 8
+    assert tiny_pipe.vae.config.latent_channels == 4
+    assert tiny_pipe.tokenizer.model_max_length == 77
+
+
+def test_embedded_model_is_a_plain_diffusers_folder():
+    folder = embedded_model_path()
+    index = json.loads((folder / "model_index.json").read_text())
+    for part in ("vae", "text_encoder", "tokenizer", "unet", "scheduler"):
+        assert (folder / part).is_dir() and part in index
+    assert not list(folder.rglob("*.bin")), "weights must be safetensors only"
+    pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
+    assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size
+
+
+def test_scheduler_is_stable_diffusions_pndm(tiny_pipe):
+    s = tiny_pipe.scheduler
+    assert type(s).__name__ == "PNDMScheduler"
+    c = s.config
+    assert (c.num_train_timesteps, c.beta_schedule, c.beta_start, c.beta_end) == (
+        1000, "scaled_linear", 0.00085, 0.012)
+    assert c.steps_offset == 1 and c.skip_prk_steps and not c.set_alpha_to_one
+    assert c.clip_sample is False
+    assert make_scheduler("ddim", c).config.clip_sample is False
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_every_scheduler_runs(tiny_pipe, name):
+    pipe = load_pipeline(scheduler=name)
+    assert type(pipe.scheduler).__name__ == SCHEDULERS[name]
+    assert _image(pipe).shape == (1, 64, 64, 3)
+
+
+def test_unknown_scheduler_is_named(tiny_pipe):
+    with pytest.raises(ValueError, match="scheduler='heun'.*pndm"):
+        make_scheduler("heun", tiny_pipe.scheduler.config)
+
+
+def test_same_seed_same_image(tiny_pipe):
+    a, b, c = _image(tiny_pipe, 1), _image(tiny_pipe, 1), _image(tiny_pipe, 2)
+    assert (a == b).all() and not (a == c).all()
+
+
+def test_env_var_switches_every_lesson(small_model_dir, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(small_model_dir))
+    pipe = load_pipeline()
+    assert pipe.name_or_path == str(small_model_dir)
+    assert pipe.vae_scale_factor == 4 and pipe.text_encoder.config.hidden_size == 32
+    assert _image(pipe).shape == (1, 32, 32, 3)
+
+
+def test_saved_folder_loads_back_with_identical_output(small_arch, tmp_path):
+    original = build_pipeline(small_arch, seed=3)
+    save_pipeline(original, tmp_path / "m", info={"world": "shapes"})
+    loaded = load_pipeline(tmp_path / "m")
+    assert (_image(original) == _image(loaded)).all()
+    assert is_shapes_model(loaded)
+
+
+def test_half_precision_on_disk_loads_as_float32(small_arch, tmp_path):
+    save_pipeline(build_pipeline(small_arch), tmp_path / "h", half=True)
+    pipe = load_pipeline(tmp_path / "h")
+    assert pipe.unet.dtype == torch.float32 and pipe.text_encoder.dtype == torch.float32
+
+
+def test_model_without_sdlearn_record_is_not_a_shapes_model(small_arch, tmp_path):
+    build_pipeline(small_arch).save_pretrained(tmp_path / "plain")
+    assert not is_shapes_model(load_pipeline(tmp_path / "plain"))
+
+
+def test_offline_hub_id_gives_one_clear_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError) as info:
+        load_pipeline("stable-diffusion-v1-5/stable-diffusion-v1-5")
+    message = str(info.value)
+    assert "not in the local Hugging Face cache" in message and "HF_HUB_OFFLINE" in message
+    assert "embedded tiny model" in message and "local folder" in message
+
+
+def test_missing_folder_and_non_pipeline_folder(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no such folder"):
+        load_pipeline(tmp_path / "missing")
+    with pytest.raises(ModelNotFoundError, match="no model_index.json"):
+        load_pipeline(tmp_path)
+
+
+def test_describe_reads_numbers_from_components(tiny_pipe, small_model_dir):
+    d = describe(tiny_pipe)
+    assert d["scaling_factor"] == tiny_pipe.vae.config.scaling_factor
+    assert (d["vae_scale_factor"], d["latent_channels"], d["max_length"]) == (8, 4, 77)
+    assert d["components"]["unet"]["parameters"] > 0 and d["components"]["unet"]["bytes"] > 0
+    small = describe(load_pipeline(small_model_dir))
+    assert (small["vae_scale_factor"], small["hidden_size"], small["default_image_size"]) == (
+        4, 32, 32)
