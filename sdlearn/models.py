@@ -57,7 +57,7 @@ class TinyArchitecture:
     """The sizes of the tiny Stable Diffusion: the same classes as the real one, much smaller."""
 
     image_size: int = 64
-    vae_channels: tuple[int, ...] = (32, 32, 64, 64)  # 4 blocks → downsampling factor 8
+    vae_channels: tuple[int, ...] = (16, 32, 64, 64)  # 4 blocks → downsampling factor 8
     vae_layers_per_block: int = 1
     latent_channels: int = 4
     text_hidden_size: int = 64
@@ -144,17 +144,15 @@ def save_pipeline(pipe, folder: str | Path, *, info: dict | None = None,
 
     ``half=True`` stores the weights in float16 (half the size); they load back as float32.
     """
+    import copy
+
     import torch
 
     folder = Path(folder)
     with quiet_loading():
-        if half:
-            pipe.to(torch.float16)
-        try:
-            pipe.save_pretrained(folder, safe_serialization=True)
-        finally:
-            if half:
-                pipe.to(torch.float32)
+        if half:  # a float16 copy: the caller's pipeline keeps its precision
+            pipe = copy.deepcopy(pipe).to(device="cpu", dtype=torch.float16)
+        pipe.save_pretrained(folder, safe_serialization=True)
     (folder / INFO_FILE).write_text(json.dumps(info or {}, indent=2) + "\n")
     return folder
 

@@ -1,0 +1,124 @@
+"""How well does the shipped tiny model follow prompts? Prints one JSON line.
+
+Held-out scenes (seeds from ``EVAL_SEED0`` on, a range training never uses) are captioned
+canonically, generated at the course's default settings and read back by the shapes scorer.
+
+    python benchmarks/quality.py                 # the shipped model, 200 + 200 scenes
+    python benchmarks/quality.py --model runs/tiny-sd/pipeline --n 50
+
+Fields: adherence_single (colour, place and shape all right, one-object scenes),
+adherence_two (both objects right), per-attribute rates, guidance_sweep (guidance → adherence on
+both sets), vae_psnr and scorer_on_reconstructions (the VAE alone, on held-out renders),
+scaling_factor, seconds_per_image (batch 1, through the pipeline, median).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from sdlearn import load_pipeline, make_generator  # noqa: E402
+from sdlearn.images import to_tensor  # noqa: E402
+from sdlearn.shapes import caption, random_scene, render, score  # noqa: E402
+from sdlearn.train import EVAL_SEED0  # noqa: E402
+
+STEPS, GUIDANCE = 25, 7.5  # the course's default sampler settings (PNDM, the model's own)
+SWEEP = (1.0, 3.0, 5.0, 7.5, 10.0)
+
+
+def eval_scenes(n: int, n_objects: int):
+    offset = EVAL_SEED0 + (0 if n_objects == 1 else 1_000_000)
+    return [random_scene(offset + i, n_objects=n_objects) for i in range(n)]
+
+
+@torch.no_grad()
+def generate(pipe, scenes, guidance: float, batch: int = 25, seed: int = 0):
+    images = []
+    for i in range(0, len(scenes), batch):
+        chunk = scenes[i:i + batch]
+        gens = [make_generator(seed + i + j) for j in range(len(chunk))]
+        images += pipe([caption(s) for s in chunk], num_inference_steps=STEPS,
+                       guidance_scale=guidance, generator=gens).images
+    return images
+
+
+def adherence(pipe, scenes, guidance):
+    results = [score(img, s) for img, s in zip(generate(pipe, scenes, guidance), scenes,
+                                                 strict=True)]
+    objects = [o for r in results for o in r.objects]
+    rates = {a: sum(getattr(o, a) for o in objects) / len(objects)
+             for a in ("color", "place", "shape", "size")}
+    rates["background"] = sum(r.background for r in results) / len(results)
+    return sum(r.correct for r in results) / len(results), rates
+
+
+@torch.no_grad()
+def vae_quality(pipe, n: int):
+    scenes = eval_scenes(n, 2)
+    vae, mse, right = pipe.vae, [], 0
+    for i in range(0, n, 50):
+        chunk = scenes[i:i + 50]
+        x = to_tensor([render(s, pipe.unet.config.sample_size * pipe.vae_scale_factor)
+                       for s in chunk])
+        recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+        mse += ((recon - x) ** 2).mean(dim=(1, 2, 3)).tolist()
+        right += sum(score(r, s).fully_correct for r, s in zip(recon, chunk, strict=True))
+    psnr = statistics.mean(10 * math.log10(4 / max(m, 1e-12)) for m in mse)
+    return psnr, right / n
+
+
+def seconds_per_image(pipe, repeats: int = 5):
+    prompt = caption(eval_scenes(1, 2)[0])
+    pipe(prompt, num_inference_steps=STEPS, guidance_scale=GUIDANCE)  # warm-up
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        pipe(prompt, num_inference_steps=STEPS, guidance_scale=GUIDANCE,
+             generator=make_generator(i))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--n", type=int, default=200, help="scenes per set (default 200)")
+    parser.add_argument("--sweep-n", type=int, default=100, help="scenes per set per sweep point")
+    args = parser.parse_args()
+    pipe = load_pipeline(args.model, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    single, two = eval_scenes(args.n, 1), eval_scenes(args.n, 2)
+    a1, rates1 = adherence(pipe, single, GUIDANCE)
+    a2, rates2 = adherence(pipe, two, GUIDANCE)
+    sweep = {}
+    for g in SWEEP:
+        s1 = adherence(pipe, single[:args.sweep_n], g)[0]
+        s2 = adherence(pipe, two[:args.sweep_n], g)[0]
+        sweep[str(g)] = {"single": round(s1, 3), "two": round(s2, 3)}
+    psnr, recon_right = vae_quality(pipe, args.n)
+    print(json.dumps({
+        "model": pipe.name_or_path, "steps": STEPS, "guidance": GUIDANCE,
+        "scheduler": type(pipe.scheduler).__name__, "n_single": args.n, "n_two": args.n,
+        "adherence_single": round(a1, 3), "adherence_two": round(a2, 3),
+        "attributes_single": {k: round(v, 3) for k, v in rates1.items()},
+        "attributes_two": {k: round(v, 3) for k, v in rates2.items()},
+        "guidance_sweep": sweep,
+        "vae_psnr": round(psnr, 2), "scorer_on_reconstructions": round(recon_right, 3),
+        "scaling_factor": pipe.vae.config.scaling_factor,
+        "seconds_per_image": round(seconds_per_image(pipe), 3),
+        "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main()

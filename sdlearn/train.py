@@ -1,0 +1,483 @@
+"""Training the tiny Stable Diffusion on the shapes world, from scratch, in four phases.
+
+1. ``vae``: an ``AutoencoderKL`` learns to squeeze 64×64×3 images into 4×8×8 latents and back.
+   Pixels that differ from the background weigh more in the loss, or the small shapes get
+   blurred into the background.
+2. ``scale``: the scaling factor is 1/std of the latents over a sample of images, as Stable
+   Diffusion's authors computed 0.18215; it goes into the VAE's config.
+3. ``latents``: every training image is encoded once, and kept.
+4. ``unet``: the ``CLIPTextModel`` and the ``UNet2DConditionModel`` learn together to predict the
+   noise added to the latents (Stable Diffusion's schedule), reading the caption through
+   cross-attention. The caption is replaced by ``""`` for ``caption_dropout`` of the examples,
+   so the model also learns the unconditional prediction that guidance needs. The UNet's and
+   text encoder's weights are averaged (EMA) for the final model.
+
+Each phase writes checkpoints (safetensors) into ``out``; running again resumes where it
+stopped. The result is ``out/pipeline``, a diffusers folder that ``load_pipeline`` reads.
+
+    sdlearn train --out runs/tiny-sd                      # the shipped model's recipe
+    sdlearn train --out runs/smoke --n-train 64 --vae-steps 4 --unet-steps 4   # a quick check
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import time
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .device import get_device
+from .models import TinyArchitecture, architecture_dict, build_pipeline, save_pipeline
+from .shapes import caption, random_scene, render
+from .shapes.captions import PLACE_PHRASES, SCENE_TEMPLATES, SIZE_WORDS
+from .shapes.world import COLORS, SHAPES
+
+# Scenes for training come from seeds [TRAIN_SEED0, TRAIN_SEED0 + n_train); evaluation scenes
+# (benchmarks/quality.py) from EVAL_SEED0 on, so the two never share a scene.
+TRAIN_SEED0 = 0
+EVAL_SEED0 = 10_000_000
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Saved next to the result."""
+
+    out: str = "runs/tiny-sd"
+    seed: int = 0
+    arch: TinyArchitecture = field(default_factory=TinyArchitecture)
+    n_train: int = 60_000          # training scenes (images are rendered once)
+    # VAE
+    vae_steps: int = 5_000
+    vae_batch: int = 16
+    vae_lr: float = 1e-3
+    object_weight: float = 10.0    # loss weight of pixels that differ from the background
+    kl_weight: float = 1e-8
+    scale_samples: int = 4_096     # images used to measure the latents' std
+    # text encoder + UNet
+    unet_steps: int = 24_000
+    unet_batch: int = 64
+    unet_lr: float = 5e-4
+    caption_dropout: float = 0.1
+    min_snr_gamma: float = 5.0     # Min-SNR loss weighting (Hang et al. 2023)
+    ema_decay: float = 0.999
+    warmup_steps: int = 200
+    # bookkeeping
+    checkpoint_every: int = 500
+    device: str | None = None
+    threads: int | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arch"] = architecture_dict(self.arch)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        arch = d.pop("arch", {})
+        arch = TinyArchitecture(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in arch.items()})
+        return cls(arch=arch, **d)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Tensors and JSON metadata in one safetensors file, written atomically."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+              metadata={"meta": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+        return {k: f.get_tensor(k) for k in f.keys()}, meta
+
+
+def _flatten_state(prefix: str, state: dict) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state as flat tensors (safetensors holds tensors only)."""
+    out = {}
+    for index, entries in state["state"].items():
+        for name, value in entries.items():
+            out[f"{prefix}.{index}.{name}"] = torch.as_tensor(value)
+    return out
+
+
+def _optimizer_state(prefix: str, tensors: dict, template: dict) -> dict:
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix + "."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": template["param_groups"]}
+
+
+class EMA:
+    """An exponential moving average of a module's parameters."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))  # warm up: follow closely at first
+        for k, v in module.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].lerp_(v.detach(), 1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+
+def _seed(*parts) -> int:
+    """A seed derived from ``parts`` that is the same in every process (unlike ``hash``)."""
+    return zlib.crc32(repr(parts).encode())
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ----------------------------------------------------------------------------- data
+
+def make_dataset(n: int, size: int, seed0: int = TRAIN_SEED0):
+    """Scenes and their renders, uint8 ``(n, size, size, 3)``, with a background mask."""
+    scenes = [random_scene(seed0 + i) for i in range(n)]
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    for i, scene in enumerate(tqdm(scenes, desc="rendering scenes", leave=False)):
+        images[i] = render(scene, size)
+    backgrounds = np.array([COLORS[s.background] for s in scenes], dtype=np.uint8)
+    return scenes, images, backgrounds
+
+
+def _to_model(images: np.ndarray, device) -> torch.Tensor:
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+def world_token_ids(tokenizer) -> list[int]:
+    """Every token id a shapes-world caption can use (and the special tokens)."""
+    words = set()
+    for phrases in [*PLACE_PHRASES.values(), *SIZE_WORDS.values(), SCENE_TEMPLATES,
+                    list(COLORS), list(SHAPES), ["a an and , background plain"]]:
+        for phrase in phrases:
+            words.update(phrase.replace("{objects}", "").replace("{bg}", "")
+                         .replace("{a_bg}", "a").replace(",", " , ").split())
+    ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+    for w in words:
+        ids.update(tokenizer(w, add_special_tokens=False).input_ids)
+    return sorted(ids)
+
+
+# ----------------------------------------------------------------------------- phases
+
+class Trainer:
+    """Runs the phases of a :class:`TrainConfig`, resuming from ``cfg.out``."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(cfg.device or get_device())
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.log_path = self.out / "log.jsonl"
+        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        self.pipe = build_pipeline(cfg.arch, seed=cfg.seed)
+        self.pipe.to(self.device)
+        self._data = None
+
+    # -- helpers
+    def log(self, **record) -> None:
+        with self.log_path.open("a") as f:
+            f.write(json.dumps({"time": round(time.time(), 1), **record}) + "\n")
+
+    @property
+    def data(self):
+        if self._data is None:
+            self._data = make_dataset(self.cfg.n_train, self.cfg.arch.image_size)
+        return self._data
+
+    def _generator(self, phase: str, step: int) -> torch.Generator:
+        return torch.Generator(self.device).manual_seed(_seed(self.cfg.seed, phase, step))
+
+    # -- phase 1
+    def train_vae(self) -> None:
+        cfg, vae = self.cfg, self.pipe.vae
+        done = self.out / "vae.safetensors"
+        if done.exists():
+            vae.load_state_dict(load_checkpoint(done)[0])
+            return
+        # Start with a small posterior std (logvar -6): sampling noise as large as the signal
+        # would hide the image from the decoder. Training may still change it.
+        with torch.no_grad():
+            if getattr(vae, "quant_conv", None) is not None:
+                c = vae.config.latent_channels
+                vae.quant_conv.weight[c:] = 0.0
+                vae.quant_conv.bias[c:] = -6.0
+        opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+        ckpt, start = self.out / "vae-ckpt.safetensors", 0
+        if ckpt.exists():
+            tensors, meta = load_checkpoint(ckpt)
+            vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
+            opt.load_state_dict(_optimizer_state("opt", tensors, opt.state_dict()))
+            start = meta["step"]
+        _, images, backgrounds = self.data
+        vae.train()
+        bar = tqdm(range(start, cfg.vae_steps), desc="vae", initial=start, total=cfg.vae_steps)
+        for step in bar:
+            for g in opt.param_groups:
+                g["lr"] = cfg.vae_lr * _lr_factor(step, cfg.vae_steps, cfg.warmup_steps)
+            rng = np.random.default_rng(_seed(cfg.seed, "vae", step))  # per step: exact resume
+            idx = rng.integers(0, len(images), cfg.vae_batch)
+            x = _to_model(images[idx], self.device)
+            bg = torch.from_numpy(backgrounds[idx]).to(self.device).float() / 127.5 - 1
+            differs = (x - bg[:, :, None, None]).abs().amax(dim=1, keepdim=True) > 0.02
+            weight = 1 + (cfg.object_weight - 1) * differs.float()
+            posterior = vae.encode(x).latent_dist
+            z = posterior.sample(generator=self._generator("vae", step))
+            recon = vae.decode(z).sample
+            rec_loss = (weight * (recon - x) ** 2).mean() / weight.mean()
+            kl = posterior.kl().mean() / z[0].numel()
+            loss = rec_loss + cfg.kl_weight * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            opt.step()
+            psnr = 10 * math.log10(4 / max(F.mse_loss(recon, x).item(), 1e-10))
+            bar.set_postfix(loss=f"{rec_loss.item():.4f}", psnr=f"{psnr:.1f}")
+            if (step + 1) % 50 == 0:
+                self.log(phase="vae", step=step + 1, loss=rec_loss.item(), psnr=psnr)
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.vae_steps:
+                save_checkpoint(ckpt, {**{f"vae.{k}": v for k, v in vae.state_dict().items()},
+                                       **_flatten_state("opt", opt.state_dict())},
+                                {"step": step + 1})
+        vae.eval()
+        save_checkpoint(done, vae.state_dict(), {"step": cfg.vae_steps})
+        ckpt.unlink(missing_ok=True)
+
+    # -- phase 2
+    @torch.no_grad()
+    def measure_scaling_factor(self) -> float:
+        path = self.out / "scaling_factor.json"
+        if path.exists():
+            factor = json.loads(path.read_text())["scaling_factor"]
+        else:
+            _, images, _ = self.data
+            n = min(self.cfg.scale_samples, len(images))
+            latents = torch.cat([
+                self.pipe.vae.encode(_to_model(images[i:i + 256], self.device))
+                .latent_dist.sample(generator=self._generator("scale", i))
+                for i in range(0, n, 256)])
+            factor = float(1.0 / latents.std())
+            path.write_text(json.dumps({"scaling_factor": factor, "std": float(latents.std()),
+                                        "mean": float(latents.mean()), "images": n}) + "\n")
+        self.pipe.vae.register_to_config(scaling_factor=factor)
+        return factor
+
+    # -- phase 3
+    @torch.no_grad()
+    def encode_latents(self) -> torch.Tensor:
+        path = self.out / "latents.safetensors"
+        if path.exists():
+            return load_checkpoint(path)[0]["latents"].to(self.device)
+        _, images, _ = self.data
+        vae, factor = self.pipe.vae, self.pipe.vae.config.scaling_factor
+        chunks = [vae.encode(_to_model(images[i:i + 256], self.device)).latent_dist.mean
+                  for i in tqdm(range(0, len(images), 256), desc="encoding latents")]
+        # contiguous, as when loaded back: a different memory layout would change the rounding
+        # of the UNet's convolutions, and a resumed run would drift from an uninterrupted one
+        latents = (torch.cat(chunks) * factor).contiguous()
+        save_checkpoint(path, {"latents": latents}, {"scaling_factor": factor})
+        return latents
+
+    # -- phase 4
+    def train_unet(self, latents: torch.Tensor) -> None:
+        from diffusers import DDPMScheduler
+
+        cfg, unet, text_encoder = self.cfg, self.pipe.unet, self.pipe.text_encoder
+        tokenizer = self.pipe.tokenizer
+        if (self.out / "unet.safetensors").exists():
+            return self._load_final_unet()
+        noise_sched = DDPMScheduler.from_config(self.pipe.scheduler.config)
+        alphas = noise_sched.alphas_cumprod.to(self.device)
+        params = [*unet.parameters(), *text_encoder.parameters()]
+        opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.01)
+        ema_unet, ema_text = EMA(unet, cfg.ema_decay), EMA(text_encoder, cfg.ema_decay)
+        ckpt, start = self.out / "unet-ckpt.safetensors", 0
+        if ckpt.exists():
+            tensors, meta = load_checkpoint(ckpt)
+            for prefix, module in (("unet.", unet), ("text.", text_encoder)):
+                module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
+                                        if k.startswith(prefix)})
+            for prefix, ema in (("ema_unet.", ema_unet), ("ema_text.", ema_text)):
+                ema.shadow = {k[len(prefix):]: v.to(self.device) for k, v in tensors.items()
+                              if k.startswith(prefix)}
+            opt.load_state_dict(_optimizer_state("opt", tensors, opt.state_dict()))
+            start = meta["step"]
+        scenes = self.data[0]
+        unet.train()
+        text_encoder.train()
+        bar = tqdm(range(start, cfg.unet_steps), desc="unet", initial=start,
+                   total=cfg.unet_steps)
+        for step in bar:
+            for g in opt.param_groups:
+                g["lr"] = cfg.unet_lr * _lr_factor(step, cfg.unet_steps, cfg.warmup_steps)
+            rng = random.Random(_seed(cfg.seed, "unet", step))  # per step: exact resume
+            idx = [rng.randrange(len(scenes)) for _ in range(cfg.unet_batch)]
+            prompts = ["" if rng.random() < cfg.caption_dropout else caption(scenes[i], rng)
+                       for i in idx]
+            ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                            truncation=True, return_tensors="pt").input_ids.to(self.device)
+            x0 = latents[idx]
+            gen = self._generator("unet", step)
+            noise = torch.randn(x0.shape, generator=gen, device=self.device)
+            t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),),
+                              generator=gen, device=self.device)
+            noisy = noise_sched.add_noise(x0, noise, t)
+            states = text_encoder(ids)[0]
+            pred = unet(noisy, t, encoder_hidden_states=states).sample
+            snr = alphas[t] / (1 - alphas[t])
+            weight = torch.clamp(snr, max=cfg.min_snr_gamma) / snr
+            per_example = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
+            loss = (weight * per_example).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema_unet.update(unet, step)
+            ema_text.update(text_encoder, step)
+            mse = per_example.mean().item()
+            bar.set_postfix(loss=f"{loss.item():.4f}", mse=f"{mse:.4f}")
+            if (step + 1) % 50 == 0:
+                self.log(phase="unet", step=step + 1, loss=loss.item(), mse=mse)
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.unet_steps:
+                save_checkpoint(ckpt, {
+                    **{f"unet.{k}": v for k, v in unet.state_dict().items()},
+                    **{f"text.{k}": v for k, v in text_encoder.state_dict().items()},
+                    **{f"ema_unet.{k}": v for k, v in ema_unet.shadow.items()},
+                    **{f"ema_text.{k}": v for k, v in ema_text.shadow.items()},
+                    **_flatten_state("opt", opt.state_dict())}, {"step": step + 1})
+                self.export(ema_unet.shadow, ema_text.shadow, steps_done=step + 1)
+        save_checkpoint(self.out / "unet.safetensors", {
+            **{f"unet.{k}": v for k, v in ema_unet.shadow.items()},
+            **{f"text.{k}": v for k, v in ema_text.shadow.items()}}, {"step": cfg.unet_steps})
+        ckpt.unlink(missing_ok=True)
+        self._load_final_unet()
+
+    def _load_final_unet(self) -> None:
+        tensors, _ = load_checkpoint(self.out / "unet.safetensors")
+        self.pipe.unet.load_state_dict({k[5:]: v for k, v in tensors.items()
+                                        if k.startswith("unet.")})
+        self.pipe.text_encoder.load_state_dict({k[5:]: v for k, v in tensors.items()
+                                                if k.startswith("text.")})
+
+    # -- result
+    def export(self, unet_state=None, text_state=None, steps_done: int | None = None) -> Path:
+        """Write ``out/pipeline`` (float16 on disk) from the current or the given weights."""
+        import copy
+
+        from diffusers import StableDiffusionPipeline
+
+        pipe = self.pipe
+        if unet_state is not None:
+            unet, text = copy.deepcopy(pipe.unet), copy.deepcopy(pipe.text_encoder)
+            unet.load_state_dict(unet_state)
+            text.load_state_dict(text_state)
+            pipe = StableDiffusionPipeline(
+                vae=pipe.vae, text_encoder=text, tokenizer=pipe.tokenizer, unet=unet,
+                scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+                requires_safety_checker=False)
+        # Rows of the token embedding that no shapes-world caption uses are zeroed: they were
+        # never trained, and zeros compress.
+        keep = torch.tensor(world_token_ids(pipe.tokenizer))
+        with torch.no_grad():
+            table = pipe.text_encoder.get_input_embeddings().weight
+            unused = torch.ones(table.shape[0], dtype=torch.bool)
+            unused[keep] = False
+            table[unused] = 0
+        info = {
+            "world": "shapes",
+            "trained": True,
+            "image_size": self.cfg.arch.image_size,
+            "unet_steps_done": steps_done if steps_done is not None else self.cfg.unet_steps,
+            "config": self.cfg.to_dict(),
+            "scaling_factor": pipe.vae.config.scaling_factor,
+            "hardware": {"device": str(self.device), "platform": platform.platform(),
+                         "processor": platform.processor() or platform.machine(),
+                         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available()
+                         else None},
+            "versions": _versions(),
+        }
+        return save_pipeline(pipe, self.out / "pipeline", info=info, half=True)
+
+    def run(self) -> Path:
+        start = time.time()
+        self.train_vae()
+        factor = self.measure_scaling_factor()
+        print(f"scaling factor: {factor:.5f}")
+        latents = self.encode_latents()
+        self.train_unet(latents)
+        path = self.export()
+        self.log(phase="done", seconds_this_run=round(time.time() - start, 1))
+        return path
+
+
+def _versions() -> dict:
+    import diffusers
+    import transformers
+
+    return {"torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__}
+
+
+def train(cfg: TrainConfig | None = None, **overrides) -> Path:
+    """Run (or resume) training; returns the folder of the trained pipeline.
+
+    >>> train(TrainConfig(out="runs/smoke", n_train=64, vae_steps=2, unet_steps=2))
+    """
+    cfg = cfg or TrainConfig()
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return Trainer(cfg).run()
+
+
+def add_arguments(parser) -> None:
+    """The ``sdlearn train`` options: every scalar field of :class:`TrainConfig`."""
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name == "arch":
+            continue
+        value = getattr(defaults, f.name)
+        kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=value,
+                            help=f"(default: {value})")
+    parser.add_argument("--image-size", type=int, default=defaults.arch.image_size,
+                        help="training image size; latents are 8× smaller (default: 64)")
+
+
+def config_from_args(args) -> TrainConfig:
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                         if f.name != "arch"})
+    cfg.arch.image_size = args.image_size
+    return cfg
