@@ -30,7 +30,9 @@ def small_model_dir(tmp_path_factory, small_arch):
     from sdlearn.models import architecture_dict, build_pipeline, save_pipeline
 
     folder = tmp_path_factory.mktemp("small-model")
-    save_pipeline(build_pipeline(small_arch, seed=1), folder,
+    pipe = build_pipeline(small_arch, seed=1)
+    pipe.vae.register_to_config(scaling_factor=0.37)  # unlike SD's 0.18215, as a trained one
+    save_pipeline(pipe, folder,
                   info={"world": "shapes", "architecture": architecture_dict(small_arch)})
     return folder
 

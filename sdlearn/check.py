@@ -1,0 +1,293 @@
+"""The graders of the lessons' exercises: ``check.NAME(your_function, pipe)``.
+
+Each grader runs your function on fixed inputs made from the model you are using, compares with
+the reference answer, prints one line (✓, ✗ with a hint, or ○ not done yet), and returns the
+function to use next: yours when it is right, the reference otherwise, so the lesson goes on.
+
+>>> import sdlearn
+>>> from sdlearn import check
+>>> pipe = sdlearn.load_pipeline()
+>>> scale_latents = check.scale_latents(lambda latents, vae: latents, pipe)  # doctest: +ELLIPSIS
+✗ scale_latents: your latents are unchanged — multiply them by vae.config.scaling_factor...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .grading import Exercise, Graded, grade
+
+SD_SCALING_FACTOR = 0.18215  # Stable Diffusion 1/2's value, for spotting a hard-coded copy
+
+# name → function(pipe) that builds the Exercise; tests grade every reference and mistake.
+EXERCISES: dict[str, Callable[..., Exercise]] = {}
+
+
+def _grader(builder: Callable[..., Exercise]) -> Callable[..., Graded]:
+    """Register ``builder`` and make the grader ``check.NAME(your_function, pipe)``."""
+    EXERCISES[builder.__name__] = builder
+
+    def grader(fn, pipe) -> Graded:
+        return grade(builder(pipe), fn)
+
+    grader.__name__ = builder.__name__
+    grader.__doc__ = builder.__doc__
+    return grader
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+def _latents(pipe, seed: int, batch: int = 1, scale: float = 1.0) -> torch.Tensor:
+    unet = pipe.unet
+    shape = (batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    return (torch.randn(shape, generator=_gen(seed)) * scale).to(pipe.device, pipe.unet.dtype)
+
+
+# ----------------------------------------------------------------------------- 00_quickstart
+
+@_grader
+def latent_shape(pipe) -> Exercise:
+    """Exercise: ``latent_shape(pipe, height, width)`` → the shape of the latents for one image."""
+    f = pipe.vae_scale_factor
+    size = pipe.unet.config.sample_size * f
+
+    def reference(pipe, height, width):
+        return (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor,
+                width // pipe.vae_scale_factor)
+
+    return Exercise(
+        "latent_shape", reference, [(pipe, size, size), (pipe, size, 2 * size),
+                                    (pipe, size - f, size + f)],
+        mistakes=[
+            (lambda p, h, w: (1, p.unet.config.in_channels, h, w),
+             "the latents are smaller than the image — divide height and width by "
+             "pipe.vae_scale_factor"),
+            (lambda p, h, w: (1, 3, h // p.vae_scale_factor, w // p.vae_scale_factor),
+             "latents do not have 3 colour channels — read pipe.unet.config.in_channels"),
+            (lambda p, h, w: (p.unet.config.in_channels, h // p.vae_scale_factor,
+                              w // p.vae_scale_factor),
+             "keep the batch dimension in front: (1, channels, height, width)"),
+            (lambda p, h, w: (1, p.unet.config.in_channels, w // p.vae_scale_factor,
+                              h // p.vae_scale_factor),
+             "height comes before width: (1, channels, height // f, width // f)"),
+        ])
+
+
+@_grader
+def seeded_image(pipe, steps: int = 4) -> Exercise:
+    """Exercise: ``seeded_image(pipe, prompt, seed, steps)`` → a PIL image, the same per seed."""
+
+    def reference(pipe, prompt, seed, steps):
+        return pipe(prompt, num_inference_steps=steps,
+                    generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+
+    return Exercise(
+        "seeded_image", reference,
+        [(pipe, "a big red circle in the center", 1, steps),
+         (pipe, "a small blue square at the top left", 2, steps)],
+        mistakes=[
+            (lambda p, prompt, seed, steps: p(prompt, num_inference_steps=steps,
+                                              generator=_gen(seed + 1)).images[0],
+             "the image belongs to another seed — use generator=torch.Generator('cpu')"
+             ".manual_seed(seed) with the seed you were given"),
+            (lambda p, prompt, seed, steps: p(prompt, generator=_gen(seed)).images[0],
+             "pass num_inference_steps=steps: the default is a different number of steps"),
+        ],
+        checks=[(lambda got, expected, args: got is not NOT_REPEATABLE,
+                 "two calls with the same seed gave different images — pass "
+                 "generator=torch.Generator('cpu').manual_seed(seed)")],
+        adapt=_repeatable_array)
+
+
+NOT_REPEATABLE = "two calls gave different results"
+
+
+def _repeatable_array(fn):
+    """Call twice: the result as an array, or NOT_REPEATABLE if the two calls differ."""
+    import numpy as np
+
+    def wrapped(*args):
+        first, second = np.asarray(fn(*args)), np.asarray(fn(*args))
+        return first if np.array_equal(first, second) else NOT_REPEATABLE
+
+    return wrapped
+
+
+# ----------------------------------------------------------------------------- 01_vae
+
+@_grader
+def scale_latents(pipe) -> Exercise:
+    """Exercise: ``scale_latents(latents, vae)`` → what the UNet expects from ``encode``."""
+    vae = pipe.vae
+    sf = vae.config.scaling_factor
+    mistakes = [
+        (lambda latents, vae: latents,
+         "your latents are unchanged — multiply them by vae.config.scaling_factor"),
+        (lambda latents, vae: latents / vae.config.scaling_factor,
+         "you divided — encoding multiplies by vae.config.scaling_factor, decoding divides"),
+    ]
+    if abs(sf - SD_SCALING_FACTOR) > 1e-6:
+        mistakes.append((lambda latents, vae: latents * SD_SCALING_FACTOR,
+                         f"you used Stable Diffusion's 0.18215, but this VAE's factor is "
+                         f"{sf:.5f} — read vae.config.scaling_factor"))
+    return Exercise(
+        "scale_latents", lambda latents, vae: latents * vae.config.scaling_factor,
+        [(_latents(pipe, 0, scale=5.0), vae), (_latents(pipe, 1, 2, scale=3.0), vae)],
+        mistakes=mistakes)
+
+
+@_grader
+def unscale_and_decode(pipe) -> Exercise:
+    """Exercise: ``unscale_and_decode(latents, vae)`` → the image tensor in [-1, 1]."""
+    vae = pipe.vae
+
+    def reference(latents, vae):
+        with torch.no_grad():
+            return vae.decode(latents / vae.config.scaling_factor).sample
+
+    def without(latents, vae):
+        with torch.no_grad():
+            return vae.decode(latents).sample
+
+    def times(latents, vae):
+        with torch.no_grad():
+            return vae.decode(latents * vae.config.scaling_factor).sample
+
+    return Exercise(
+        "unscale_and_decode", reference, [(_latents(pipe, 2), vae)],
+        mistakes=[
+            (without, "decode(latents) skips the scaling — divide by vae.config.scaling_factor "
+                      "first"),
+            (times, "you multiplied — decoding divides by vae.config.scaling_factor"),
+            (lambda latents, vae: vae.decode(latents / vae.config.scaling_factor),
+             "vae.decode returns an output object — take its .sample"),
+        ], atol=1e-3)
+
+
+@_grader
+def scaling_factor_from(pipe) -> Exercise:
+    """Exercise: ``scaling_factor_from(latents)`` → the factor that makes their std 1."""
+    cases = [(torch.randn(8, 4, 8, 8, generator=_gen(3)) * 5.4 + 0.3,),
+             (torch.randn(2, 4, 16, 16, generator=_gen(4)) * 0.7,)]
+    return Exercise(
+        "scaling_factor_from", lambda latents: float(1 / latents.std()), cases,
+        mistakes=[
+            (lambda latents: float(latents.std()),
+             "that is the std itself — the factor is 1 / std, so that std × factor = 1"),
+            (lambda latents: float(1 / latents.abs().mean()),
+             "use the standard deviation (latents.std()), not the mean absolute value"),
+            (lambda latents: float(1 / latents.var()),
+             "use the standard deviation, not the variance"),
+        ], atol=1e-3, rtol=1e-3, adapt=lambda fn: lambda *args: float(fn(*args)))
+
+
+# ----------------------------------------------------------------------------- 02_text
+
+def _long_prompt() -> str:
+    return "a big red circle at the top left and a small blue square in the center, " * 8
+
+
+@_grader
+def tokenize_prompt(pipe) -> Exercise:
+    """Exercise: ``tokenize_prompt(prompt, tokenizer)`` → input ids of shape (1, max_length)."""
+    tok = pipe.tokenizer
+
+    def reference(prompt, tokenizer):
+        return tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids
+
+    return Exercise(
+        "tokenize_prompt", reference, [("a small green triangle", tok), (_long_prompt(), tok)],
+        mistakes=[
+            (lambda p, t: t(p, padding="max_length", max_length=t.model_max_length,
+                            return_tensors="pt").input_ids,
+             "long prompts must be cut to max_length too: add truncation=True"),
+            (lambda p, t: t(p, return_tensors="pt").input_ids,
+             "pad every prompt to the same length: padding='max_length', "
+             "max_length=tokenizer.model_max_length"),
+            (lambda p, t: t(p, padding="max_length", max_length=t.model_max_length,
+                            truncation=True, add_special_tokens=False,
+                            return_tensors="pt").input_ids,
+             "keep the start and end tokens (add_special_tokens=True, the default)"),
+        ], adapt=_quiet)
+
+
+def _quiet(fn):
+    """Silence transformers' over-length chatter while grading tokenizer answers."""
+
+    def wrapped(*args):
+        from transformers.utils import logging
+
+        level = logging.get_verbosity()
+        logging.set_verbosity_error()
+        try:
+            return fn(*args)
+        finally:
+            logging.set_verbosity(level)
+
+    return wrapped
+
+
+@_grader
+def encode_text(pipe) -> Exercise:
+    """Exercise: ``encode_text(prompts, tokenizer, text_encoder)`` → the UNet's conditioning."""
+    tok, enc = pipe.tokenizer, pipe.text_encoder
+
+    def ids(prompts, t, **kw):
+        return t(prompts, padding="max_length", max_length=t.model_max_length, truncation=True,
+                 return_tensors="pt", **kw).to(enc.device)
+
+    def reference(prompts, t, e):
+        with torch.no_grad():
+            return e(ids(prompts, t).input_ids)[0]
+
+    def pooled(prompts, t, e):
+        with torch.no_grad():
+            return e(ids(prompts, t).input_ids).pooler_output
+
+    def masked(prompts, t, e):
+        with torch.no_grad():
+            batch = ids(prompts, t)
+            return e(batch.input_ids, attention_mask=batch.attention_mask)[0]
+
+    def unpadded(prompts, t, e):
+        with torch.no_grad():
+            return e(t(prompts, return_tensors="pt", padding=True).input_ids.to(e.device))[0]
+
+    return Exercise(
+        "encode_text", reference, [(["a big red circle", "a small blue square at the top"],
+                                    tok, enc)],
+        mistakes=[
+            (pooled, "that is the pooled vector, one per prompt — the UNet reads one vector "
+                     "per token: last_hidden_state (or output[0])"),
+            (masked, "Stable Diffusion 1.x does not pass the attention mask to the text "
+                     "encoder: call it with the input ids only"),
+            (unpadded, "pad to tokenizer.model_max_length: the UNet was trained on 77 tokens"),
+        ], atol=1e-4)
+
+
+@_grader
+def uncond_embedding(pipe) -> Exercise:
+    """Exercise: ``uncond_embedding(tokenizer, text_encoder)`` → the embedding of ``""``."""
+    tok, enc = pipe.tokenizer, pipe.text_encoder
+
+    def embed(prompt, t, e):
+        with torch.no_grad():
+            ids = t(prompt, padding="max_length", max_length=t.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids.to(e.device)
+            return e(ids)[0]
+
+    return Exercise(
+        "uncond_embedding", lambda t, e: embed("", t, e), [(tok, enc)],
+        mistakes=[
+            (lambda t, e: torch.zeros_like(embed("", t, e)),
+             "the unconditional embedding is not zeros — it is the text encoder's output "
+             "for the empty prompt \"\""),
+            (lambda t, e: e(t("", return_tensors="pt").input_ids.to(e.device))[0],
+             "pad the empty prompt to tokenizer.model_max_length like any other prompt: the "
+             "UNet reads 77 token vectors"),
+        ])

@@ -1,0 +1,70 @@
+"""Every grader accepts the reference, names typical mistakes, and never breaks the lesson."""
+
+import pytest
+
+from sdlearn import load_pipeline
+from sdlearn.check import EXERCISES
+from sdlearn.grading import grade
+
+
+@pytest.fixture(scope="module", params=["tiny", "other sizes"])
+def pipe(request, tiny_pipe, small_model_dir):
+    if request.param == "tiny":
+        return tiny_pipe
+    return load_pipeline(small_model_dir)
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_reference_is_accepted(pipe, name, capsys):
+    ex = EXERCISES[name](pipe)
+    verdict = grade(ex, ex.reference)
+    assert verdict.ok and verdict.fn is ex.reference
+    assert capsys.readouterr().out.startswith(f"✓ {name}: correct")
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_typical_mistakes_get_their_hint(pipe, name, capsys):
+    ex = EXERCISES[name](pipe)
+    assert len(ex.mistakes) + len(ex.checks) >= 2
+    for wrong, hint in ex.mistakes:
+        verdict = grade(ex, wrong)
+        assert verdict.status == "wrong", hint
+        assert hint in verdict.message
+        assert verdict.fn is ex.reference, "the reference is handed back"
+        assert capsys.readouterr().out.startswith(f"✗ {name}: {hint}")
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_blank_and_crash_hand_back_the_reference(tiny_pipe, name, capsys):
+    ex = EXERCISES[name](tiny_pipe)
+
+    def blank(*args):
+        raise NotImplementedError
+
+    def crash(*args):
+        raise KeyError("oops")
+
+    assert grade(ex, blank).status == "blank" and grade(ex, blank).fn is ex.reference
+    assert "not done yet" in capsys.readouterr().out
+    verdict = grade(ex, crash)
+    assert verdict.status == "error" and "KeyError" in verdict.message
+    assert verdict.fn is ex.reference
+
+
+def test_hard_coded_scaling_factor_is_spotted(small_model_dir):
+    from sdlearn.check import SD_SCALING_FACTOR, scale_latents
+
+    pipe = load_pipeline(small_model_dir)
+    assert pipe.vae.config.scaling_factor != SD_SCALING_FACTOR
+    verdict = scale_latents(lambda latents, vae: latents * 0.18215, pipe)
+    assert verdict.status == "wrong" and "vae.config.scaling_factor" in verdict.message
+
+
+def test_non_repeatable_image_is_explained(tiny_pipe):
+    from sdlearn.check import seeded_image
+
+    def no_generator(pipe, prompt, seed, steps):
+        return pipe(prompt, num_inference_steps=steps).images[0]
+
+    verdict = seeded_image(no_generator, tiny_pipe)
+    assert verdict.status == "wrong" and "generator=" in verdict.message
