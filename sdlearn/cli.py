@@ -80,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--model", default=None)
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    ex = sub.add_parser("exercises", help="write the learner notebooks (blanks instead of "
+                        "solutions) from the authored lessons")
+    ex.add_argument("--notebooks", default="notebooks", help="authored lessons (default: "
+                    "%(default)s)")
+    ex.add_argument("--learner", default=None, help="where to write (default: "
+                    "NOTEBOOKS/learner)")
+    ex.add_argument("--solutions", default=None, help="also write solution notebooks here")
+    ex.add_argument("--check", action="store_true", help="write nothing; exit 1 if the "
+                    "learner notebooks are out of date")
+
     from .train import add_arguments
 
     train = sub.add_parser("train", help="train the tiny model on the shapes world "
@@ -164,6 +174,21 @@ def _train(args) -> None:
     print(f"trained pipeline written to {path}")
 
 
+def _exercises(args) -> int:
+    from .authoring import build, lessons
+
+    if not lessons(Path(args.notebooks)):
+        raise CommandError(f"--notebooks {args.notebooks}: no lesson notebooks (NN_*.ipynb)")
+    changed = build(Path(args.notebooks), args.learner, args.solutions, check=args.check)
+    if args.check:
+        for path in changed:
+            print(f"out of date: {path} (run `sdlearn exercises`)", file=sys.stderr)
+        return 1 if changed else 0
+    for path in changed:
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:
@@ -172,11 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
-        {"generate": _generate, "info": _info, "train": _train}[args.command](args)
+        commands = {"generate": _generate, "info": _info, "train": _train,
+                    "exercises": _exercises}
+        code = commands[args.command](args)
     except (CommandError, ModelNotFoundError) as error:
         print(f"sdlearn {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -122,12 +122,13 @@ def _as_list(images) -> list[Image.Image]:
 
 
 def show_images(images, titles: Sequence[str] | None = None, *, cols: int | None = None,
-                size: float = 2.5, suptitle: str | None = None):
-    """Show one image or many in a matplotlib grid, with optional titles; returns the figure.
+                size: float = 2.5, suptitle: str | None = None, show: bool = True):
+    """Show one image or many in a matplotlib grid, with optional titles.
 
-    Small images are drawn without smoothing, so 64×64 pixels stay crisp.
+    Small images are drawn without smoothing, so 64×64 pixels stay crisp. With ``show=False``
+    the figure is returned instead of shown.
 
-    >>> fig = show_images([Image.new("RGB", (8, 8))] * 2, titles=["a", "b"])
+    >>> fig = show_images([Image.new("RGB", (8, 8))] * 2, titles=["a", "b"], show=False)
     """
     import matplotlib.pyplot as plt
 
@@ -148,9 +149,12 @@ def show_images(images, titles: Sequence[str] | None = None, *, cols: int | None
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
-    return fig
+    if not show:
+        return fig
+    plt.show()
+    return None
 
 
-def show_image(image, title: str | None = None, *, size: float = 3.0):
-    """Show a single image; returns the figure."""
-    return show_images([image], [title] if title else None, size=size)
+def show_image(image, title: str | None = None, *, size: float = 3.0, show: bool = True):
+    """Show a single image (or, with ``show=False``, return its figure)."""
+    return show_images([image], [title] if title else None, size=size, show=show)

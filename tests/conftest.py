@@ -4,7 +4,6 @@ import pytest
 
 # Tests never reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,7 @@ def test_grid_and_upscale():
 
 
 def test_show_images_makes_a_figure_with_titles():
-    fig = show_images([np.zeros((8, 8, 3), np.uint8)] * 3, titles=["a", "b", "c"])
+    fig = show_images([np.zeros((8, 8, 3), np.uint8)] * 3, titles=["a", "b", "c"], show=False)
     assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
     with pytest.raises(ValueError, match="2 titles for 3 images"):
-        show_images([np.zeros((8, 8, 3), np.uint8)] * 3, titles=["a", "b"])
+        show_images([np.zeros((8, 8, 3), np.uint8)] * 3, titles=["a", "b"], show=False)

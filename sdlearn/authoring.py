@@ -1,0 +1,116 @@
+"""Making the learner's notebooks (with blanks) and the solutions from the authored lessons.
+
+The authored notebook (``notebooks/NN_topic.ipynb``) is the one source of truth: every exercise
+is written complete, its solution between two marker lines::
+
+    def scale_latents(latents, vae):
+        ### BEGIN SOLUTION
+        return latents * vae.config.scaling_factor
+        ### END SOLUTION
+
+In the learner's version the lines from BEGIN to END become one
+``raise NotImplementedError(...)`` at the same indentation, and every output is cleared. In the
+solutions the marker lines are simply dropped.
+
+    sdlearn exercises                        # writes notebooks/learner/*.ipynb
+    sdlearn exercises --solutions build/solutions
+    sdlearn exercises --check                # exit 1 if notebooks/learner is out of date
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+BLANK = 'raise NotImplementedError("Exercise: write your code here")'
+LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+
+
+def _lines(source) -> list[str]:
+    text = "".join(source) if isinstance(source, list) else source
+    return text.splitlines(keepends=True)
+
+
+def learner_source(source) -> str:
+    """The cell's code with each solution replaced by a ``NotImplementedError`` blank."""
+    out, inside = [], False
+    for line in _lines(source):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside:
+                raise ValueError(f"nested {BEGIN!r}")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}{BLANK}\n")
+        elif stripped == END:
+            if not inside:
+                raise ValueError(f"{END!r} without {BEGIN!r}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{BEGIN!r} without {END!r}")
+    return "".join(out)
+
+
+def solution_source(source) -> str:
+    """The cell's code without the marker lines."""
+    return "".join(line for line in _lines(source) if line.strip() not in (BEGIN, END))
+
+
+def solution_blocks(source) -> list[str]:
+    """The solution code of a cell (what the learner must not see), one string per block."""
+    text = "".join(_lines(source))
+    return [m.group(1) for m in re.finditer(rf"{re.escape(BEGIN)}\n(.*?)^[ \t]*{re.escape(END)}",
+                                            text, flags=re.S | re.M)]
+
+
+def _transform(nb: dict, code, clear: bool) -> dict:
+    nb = json.loads(json.dumps(nb))  # a deep copy
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        cell["source"] = code(cell["source"])
+        if clear:
+            cell["outputs"], cell["execution_count"] = [], None
+    return nb
+
+
+def make_learner(nb: dict) -> dict:
+    """The learner's version of a notebook: blanks instead of solutions, no outputs."""
+    return _transform(nb, learner_source, clear=True)
+
+
+def make_solution(nb: dict) -> dict:
+    """The solutions: the authored notebook with its outputs, markers removed."""
+    return _transform(nb, solution_source, clear=False)
+
+
+def _write(nb: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def lessons(notebooks: Path) -> list[Path]:
+    return sorted(Path(notebooks).glob(LESSON_GLOB))
+
+
+def build(notebooks: Path = Path("notebooks"), learner: Path | None = None,
+          solutions: Path | None = None, *, check: bool = False) -> list[Path]:
+    """Write (or with ``check``, compare) the learner versions; returns stale or written paths."""
+    notebooks = Path(notebooks)
+    learner = Path(learner) if learner else notebooks / "learner"
+    changed = []
+    for path in lessons(notebooks):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        target = learner / path.name
+        text = json.dumps(make_learner(nb), indent=1, ensure_ascii=False) + "\n"
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            changed.append(target)
+            if not check:
+                _write(make_learner(nb), target)
+        if solutions is not None and not check:
+            _write(make_solution(nb), Path(solutions) / path.name)
+    return changed

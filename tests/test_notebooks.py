@@ -1,0 +1,68 @@
+"""The learner notebooks: generated from the authored lessons, free of solutions, and runnable.
+
+nbval (``pytest`` on ``notebooks/``) re-runs the authored lessons with the embedded model and
+compares their outputs. Here the learner versions — every exercise left blank — run end to end
+with a model of other sizes, which shows both that skipped exercises never break a lesson and
+that no lesson depends on the tiny model's numbers.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from sdlearn.authoring import BEGIN, END, build, learner_source, lessons, solution_blocks
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+LESSONS = lessons(NOTEBOOKS)
+
+
+def _code(nb):
+    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def test_there_are_lessons():
+    assert LESSONS, "no notebooks/NN_*.ipynb found"
+
+
+def test_learner_versions_are_in_step():
+    stale = build(NOTEBOOKS, check=True)
+    assert not stale, f"run `sdlearn exercises`: {[p.name for p in stale]} are out of date"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
+def test_learner_versions_hold_no_solution(lesson):
+    authored = json.loads(lesson.read_text())
+    learner = json.loads((NOTEBOOKS / "learner" / lesson.name).read_text())
+    learner_code = "\n".join(_code(learner))
+    assert BEGIN not in learner_code and END not in learner_code
+    blocks = [b for src in _code(authored) for b in solution_blocks(src)]
+    assert len(blocks) >= 2, "each lesson has at least two exercises"
+    # A solution line may also appear in the lesson's own code; it must not appear more often.
+    outside = "\n".join(learner_source(src) for src in _code(authored))
+    for block in blocks:
+        for line in filter(None, (raw.strip() for raw in block.splitlines())):
+            assert learner_code.count(line) == outside.count(line), f"leaked: {line!r}"
+    assert learner_code.count("raise NotImplementedError") == len(blocks)
+    assert all(not c.get("outputs") for c in learner["cells"] if c["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
+def test_learner_version_runs_with_another_model(lesson, small_model_dir, tmp_path,
+                                                 monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("SDLEARN_MODEL", str(small_model_dir))
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    nb = nbformat.read(NOTEBOOKS / "learner" / lesson.name, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                      for o in c.outputs if o.output_type == "stream")
+    assert printed.count("not done yet") == len(
+        [b for src in _code(json.loads(lesson.read_text())) for b in solution_blocks(src)])
+    assert os.environ["SDLEARN_MODEL"] == str(small_model_dir)
