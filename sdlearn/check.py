@@ -291,3 +291,201 @@ def uncond_embedding(pipe) -> Exercise:
              "pad the empty prompt to tokenizer.model_max_length like any other prompt: the "
              "UNet reads 77 token vectors"),
         ])
+
+
+# ----------------------------------------------------------------------------- 03_unet
+
+OUTPUT_OBJECT = "an output object, not a tensor"
+
+
+def _tensor_or_marker(fn):
+    """Turn a forgotten ``.sample`` into a marker the grader can explain."""
+    def wrapped(*args):
+        out = fn(*args)
+        return out if isinstance(out, torch.Tensor | tuple | list) else OUTPUT_OBJECT
+    return wrapped
+
+
+def _text(pipe, prompts) -> torch.Tensor:
+    from .sampling import encode_prompts
+
+    return encode_prompts(pipe, prompts)[1]
+
+
+@_grader
+def predict_noise(pipe) -> Exercise:
+    """Exercise: ``predict_noise(unet, latents, t, text_embeddings)`` → the UNet's noise guess."""
+    unet = pipe.unet
+    text = _text(pipe, ["a big red circle at the top left"])
+
+    def reference(unet, latents, t, text):
+        with torch.no_grad():
+            return unet(latents, t, encoder_hidden_states=text).sample
+
+    def divided(unet, latents, t, text):
+        with torch.no_grad():
+            return unet(latents, t / 1000, encoder_hidden_states=text).sample
+
+    def at_zero(unet, latents, t, text):
+        with torch.no_grad():
+            return unet(latents, 0, encoder_hidden_states=text).sample
+
+    return Exercise(
+        "predict_noise", reference, [(unet, _latents(pipe, 5), 700, text),
+                                     (unet, _latents(pipe, 6), 50, text)],
+        mistakes=[(divided, "pass the timestep as it is, an integer from 0 to 999 — not divided"),
+                  (at_zero, "pass the timestep t: the UNet must know how noisy its input is")],
+        checks=[(lambda got, expected, args: got is not OUTPUT_OBJECT,
+                 "the UNet returns an output object — take its .sample")],
+        adapt=_tensor_or_marker, atol=1e-4)
+
+
+@_grader
+def cfg_batch(pipe) -> Exercise:
+    """Exercise: ``cfg_batch(latents, uncond, cond)`` → (UNet input, text) for one guided call."""
+    from .sampling import encode_prompts
+
+    uncond, cond = encode_prompts(pipe, "a small blue square in the center")
+    return Exercise(
+        "cfg_batch", lambda x, u, c: (torch.cat([x, x]), torch.cat([u, c])),
+        [(_latents(pipe, 7), uncond, cond)],
+        mistakes=[(lambda x, u, c: (torch.cat([x, x]), torch.cat([c, u])),
+                   "put the unconditional embedding first, [uncond, cond], as diffusers does: "
+                   "noise_pred.chunk(2) then gives (uncond, cond) in that order"),
+                  (lambda x, u, c: (x, torch.cat([u, c])),
+                   "duplicate the latents: the batch needs one copy for each text embedding")])
+
+
+# ----------------------------------------------------------------------------- 04_scheduler
+
+def _alpha_bar(scheduler, t):
+    return scheduler.alphas_cumprod[int(t)]
+
+
+@_grader
+def add_noise_by_hand(pipe) -> Exercise:
+    """Exercise: ``add_noise_by_hand(x0, noise, t, scheduler)`` → ``x_t`` for timestep ``t``."""
+    sched = pipe.scheduler
+    x0, noise = _latents(pipe, 8).float().cpu(), _latents(pipe, 9).float().cpu()
+
+    def reference(x0, noise, t, s):
+        a = _alpha_bar(s, t)
+        return a ** 0.5 * x0 + (1 - a) ** 0.5 * noise
+
+    def plain_alpha(x0, noise, t, s):
+        a = s.alphas[int(t)]
+        return a ** 0.5 * x0 + (1 - a) ** 0.5 * noise
+
+    return Exercise(
+        "add_noise_by_hand", reference, [(x0, noise, 10, sched), (x0, noise, 500, sched),
+                                         (x0, noise, 990, sched)],
+        mistakes=[
+            (plain_alpha, "use scheduler.alphas_cumprod (ᾱ_t, the product of all alphas up to t),"
+                          " not scheduler.alphas"),
+            (lambda x0, n, t, s: _alpha_bar(s, t) * x0 + (1 - _alpha_bar(s, t)) * n,
+             "the weights are square roots: √ᾱ_t · x0 + √(1 − ᾱ_t) · noise"),
+            (lambda x0, n, t, s: (1 - _alpha_bar(s, t)) ** 0.5 * x0 + _alpha_bar(s, t) ** 0.5 * n,
+             "swapped: x0 is weighted by √ᾱ_t (near 1 for small t), the noise by √(1 − ᾱ_t)"),
+        ])
+
+
+@_grader
+def ddim_update(pipe) -> Exercise:
+    """Exercise: ``ddim_update(noise_pred, t, latents, scheduler)`` → the DDIM step (eta 0)."""
+    from .models import make_scheduler
+    from .sampling import ddim_step, predicted_x0
+
+    sched = make_scheduler("ddim", pipe.scheduler.config)
+    sched.set_timesteps(10)
+    x, eps = _latents(pipe, 10).float().cpu(), _latents(pipe, 11).float().cpu()
+    ts = [sched.timesteps[0], sched.timesteps[4], sched.timesteps[-1]]
+
+    def wrong_prev(e, t, x, s):
+        a, ap = _alpha_bar(s, t), _alpha_bar(s, max(int(t) - 1, 0))
+        x0 = (x - (1 - a) ** 0.5 * e) / a ** 0.5
+        return ap ** 0.5 * x0 + (1 - ap) ** 0.5 * e
+
+    return Exercise(
+        "ddim_update", lambda e, t, x, s: ddim_step(s, e, t, x),
+        [(eps, t, x, sched) for t in ts],
+        mistakes=[
+            (wrong_prev, "the previous timestep is t − num_train_timesteps // num_inference_steps"
+                         ", not t − 1"),
+            (lambda e, t, x, s: predicted_x0(s, x, e, t),
+             "that is the predicted x0 — now re-noise it to the previous level: "
+             "√ᾱ_prev · x0 + √(1 − ᾱ_prev) · ε"),
+            (lambda e, t, x, s: x, "you used ᾱ_t twice, which gives x_t back: the second half "
+                                   "needs ᾱ of the previous timestep"),
+        ], atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- 05_sampling_loop
+
+@_grader
+def guidance(pipe) -> Exercise:
+    """Exercise: ``guidance(noise_uncond, noise_cond, scale)`` → the guided noise prediction."""
+    u, c = _latents(pipe, 12).float().cpu(), _latents(pipe, 13).float().cpu()
+    return Exercise(
+        "guidance", lambda u, c, s: u + s * (c - u), [(u, c, 7.5), (u, c, 3.0)],
+        mistakes=[
+            (lambda u, c, s: c + s * (u - c),
+             "uncond and cond are swapped: start from the unconditional prediction and move "
+             "towards the conditional one"),
+            (lambda u, c, s: s * (c - u),
+             "add the unconditional prediction back: uncond + scale · (cond − uncond)"),
+            (lambda u, c, s: s * c, "guidance is not a plain multiplication — it pushes along "
+                                    "the difference: uncond + scale · (cond − uncond)"),
+        ])
+
+
+def _loop(pipe, prompt, seed, steps, guidance_scale, *, scale_input=True, init_sigma=True,
+          order=("uncond", "cond")):
+    """The guided loop with switches that reproduce typical mistakes."""
+    from .sampling import encode_prompts
+
+    uncond, cond = encode_prompts(pipe, prompt)
+    text = torch.cat([uncond, cond] if order == ("uncond", "cond") else [cond, uncond])
+    s = pipe.scheduler
+    s.set_timesteps(steps, device=pipe.device)
+    size = pipe.unet.config.sample_size
+    latents = torch.randn((1, pipe.unet.config.in_channels, size, size),
+                          generator=_gen(seed), dtype=pipe.unet.dtype).to(pipe.device)
+    if init_sigma:
+        latents = latents * s.init_noise_sigma
+    with torch.no_grad():
+        for t in s.timesteps:
+            x = torch.cat([latents] * 2)
+            if scale_input:
+                x = s.scale_model_input(x, t)
+            noise_uncond, noise_cond = pipe.unet(x, t, encoder_hidden_states=text).sample.chunk(2)
+            noise = noise_uncond + guidance_scale * (noise_cond - noise_uncond)
+            latents = s.step(noise, t, latents).prev_sample
+    return latents
+
+
+@_grader
+def sample_by_hand(pipe) -> Exercise:
+    """Exercise: ``sample_by_hand(pipe, prompt, seed, steps, guidance_scale)`` → final latents.
+
+    Graded with the pipeline's own scheduler and with Euler, whose ``init_noise_sigma`` and
+    ``scale_model_input`` are not trivial.
+    """
+    from .models import make_scheduler, quiet_loading
+
+    with quiet_loading():
+        euler = type(pipe).from_pipe(pipe, scheduler=make_scheduler("euler",
+                                                                    pipe.scheduler.config))
+    prompt = "a big green triangle at the bottom left on a white background"
+    return Exercise(
+        "sample_by_hand", _loop, [(pipe, prompt, 0, 4, 7.5), (euler, prompt, 1, 4, 7.5)],
+        mistakes=[
+            (lambda *a: _loop(*a, scale_input=False),
+             "call scheduler.scale_model_input(latent_model_input, t) before the UNet — a "
+             "no-op for PNDM and DDIM, essential for Euler and LMS"),
+            (lambda *a: _loop(*a, init_sigma=False),
+             "multiply the starting noise by scheduler.init_noise_sigma (1 for PNDM and DDIM, "
+             "about 14.6 for Euler)"),
+            (lambda *a: _loop(*a, order=("cond", "uncond")),
+             "the embeddings' order must match the chunks: [uncond, cond], then "
+             "noise_pred.chunk(2) gives (uncond, cond)"),
+        ], atol=1e-3, rtol=1e-3)

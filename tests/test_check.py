@@ -68,3 +68,16 @@ def test_non_repeatable_image_is_explained(tiny_pipe):
 
     verdict = seeded_image(no_generator, tiny_pipe)
     assert verdict.status == "wrong" and "generator=" in verdict.message
+
+
+@pytest.mark.parametrize("scheduler", ["pndm", "euler", "ddim"])
+def test_reference_loop_equals_the_pipeline(scheduler):
+    from sdlearn import make_generator
+    from sdlearn.check import _loop
+
+    pipe = load_pipeline(scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    prompt = "a big red circle at the top left"
+    theirs = pipe(prompt, num_inference_steps=4, output_type="latent",
+                  generator=make_generator(3)).images
+    assert (_loop(pipe, prompt, 3, 4, 7.5) == theirs).all()

@@ -1,0 +1,134 @@
+"""Sampling by hand: the classifier-free-guidance loop that ``StableDiffusionPipeline`` runs.
+
+Lesson 05 writes this loop step by step; later lessons (img2img, inpainting) import it from
+here. Every step is visible: encode the prompts, draw the starting noise, and for each
+timestep scale the input, run the UNet on ``[uncond, cond]``, combine with the guidance
+formula, and let the scheduler step.
+
+>>> import sdlearn
+>>> pipe = sdlearn.load_pipeline()
+>>> latents = sample(pipe, "a big red circle", steps=5, generator=sdlearn.make_generator(0))
+>>> theirs = pipe("a big red circle", num_inference_steps=5, output_type="latent",
+...               generator=sdlearn.make_generator(0)).images
+>>> bool((latents == theirs).all())
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+@torch.no_grad()
+def encode_prompts(pipe, prompt: str | list[str], negative_prompt: str | list[str] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(uncond, cond)`` text embeddings: the negative (or empty) prompt's, and the prompt's."""
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    negatives = negative_prompt if negative_prompt is not None else ""
+    negatives = [negatives] * len(prompts) if isinstance(negatives, str) else list(negatives)
+    if len(negatives) != len(prompts):
+        raise ValueError(f"negative_prompt has {len(negatives)} entries for {len(prompts)} "
+                         "prompts: give one per prompt, or a single string")
+    tok, enc = pipe.tokenizer, pipe.text_encoder
+
+    def embed(texts):
+        ids = tok(texts, padding="max_length", max_length=tok.model_max_length,
+                  truncation=True, return_tensors="pt").input_ids.to(enc.device)
+        return enc(ids)[0].to(pipe.unet.dtype)
+
+    return embed(negatives), embed(prompts)
+
+
+def cfg_combine(noise_uncond: torch.Tensor, noise_cond: torch.Tensor,
+                guidance_scale: float) -> torch.Tensor:
+    """Classifier-free guidance: start from the unconditional prediction, move towards the
+    conditional one, ``guidance_scale`` times as far."""
+    return noise_uncond + guidance_scale * (noise_cond - noise_uncond)
+
+
+def initial_latents(pipe, batch: int, height: int, width: int,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """The starting noise, scaled by the scheduler's ``init_noise_sigma`` (as the pipeline)."""
+    f = pipe.vae_scale_factor
+    shape = (batch, pipe.unet.config.in_channels, height // f, width // f)
+    noise_device = generator.device if generator is not None else pipe.device
+    noise = torch.randn(shape, generator=generator, device=noise_device,
+                        dtype=pipe.unet.dtype).to(pipe.device)
+    return noise * pipe.scheduler.init_noise_sigma
+
+
+@torch.no_grad()
+def denoise(pipe, latents: torch.Tensor, uncond: torch.Tensor, cond: torch.Tensor,
+            timesteps, guidance_scale: float = 7.5, *, generator=None,
+            on_step: Callable | None = None) -> torch.Tensor:
+    """Run the guided loop over ``timesteps`` from ``latents``; returns the final latents.
+
+    ``on_step(i, t, latents, noise_pred)`` is called after every step (for previews, or to
+    put back the known region in inpainting) and may return replacement latents.
+    """
+    scheduler, unet = pipe.scheduler, pipe.unet
+    guided = guidance_scale > 1  # as in diffusers: guidance 1 (or less) means one plain pass
+    text = torch.cat([uncond, cond]) if guided else cond
+    step_kwargs = {"generator": generator} if "generator" in _step_args(scheduler) else {}
+    for i, t in enumerate(timesteps):
+        model_input = torch.cat([latents] * 2) if guided else latents
+        model_input = scheduler.scale_model_input(model_input, t)
+        noise_pred = unet(model_input, t, encoder_hidden_states=text).sample
+        if guided:
+            noise_uncond, noise_cond = noise_pred.chunk(2)
+            noise_pred = cfg_combine(noise_uncond, noise_cond, guidance_scale)
+        latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+        if on_step is not None:
+            replaced = on_step(i, t, latents, noise_pred)
+            latents = latents if replaced is None else replaced
+    return latents
+
+
+def _step_args(scheduler) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(scheduler.step).parameters)
+
+
+def sample(pipe, prompt: str | list[str], *, negative_prompt=None, steps: int = 25,
+           guidance_scale: float = 7.5, generator: torch.Generator | None = None,
+           height: int | None = None, width: int | None = None,
+           on_step: Callable | None = None) -> torch.Tensor:
+    """Text to latents by hand, step for step what ``pipe(..., output_type="latent")`` does."""
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    height, width = height or size, width or size
+    uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
+    pipe.scheduler.set_timesteps(steps, device=pipe.device)
+    latents = initial_latents(pipe, len(cond), height, width, generator)
+    return denoise(pipe, latents, uncond, cond, pipe.scheduler.timesteps, guidance_scale,
+                   generator=generator, on_step=on_step)
+
+
+@torch.no_grad()
+def decode(pipe, latents: torch.Tensor):
+    """Latents to PIL images: unscale, ``vae.decode``, and the pipeline's postprocessing."""
+    images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+    return pipe.image_processor.postprocess(images, output_type="pil")
+
+
+def predicted_x0(scheduler, latents: torch.Tensor, noise_pred: torch.Tensor, t) -> torch.Tensor:
+    """The clean latents the model currently believes in: ``(x_t - √(1-ᾱ_t)·ε) / √ᾱ_t``."""
+    alpha = scheduler.alphas_cumprod.to(latents.device)[int(t)]
+    return (latents - (1 - alpha) ** 0.5 * noise_pred) / alpha ** 0.5
+
+
+def ddim_step(scheduler, noise_pred: torch.Tensor, t, latents: torch.Tensor) -> torch.Tensor:
+    """One deterministic DDIM update (eta = 0), written out.
+
+    Estimate the clean latents from the noise prediction, then re-noise them to the previous
+    timestep's level with that same noise: ``x_prev = √ᾱ_prev·x0 + √(1-ᾱ_prev)·ε``.
+    """
+    t = int(t)
+    prev = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    alphas = scheduler.alphas_cumprod.to(latents.device)
+    alpha = alphas[t]
+    alpha_prev = alphas[prev] if prev >= 0 else scheduler.final_alpha_cumprod.to(latents.device)
+    x0 = (latents - (1 - alpha) ** 0.5 * noise_pred) / alpha ** 0.5
+    return alpha_prev ** 0.5 * x0 + (1 - alpha_prev) ** 0.5 * noise_pred
