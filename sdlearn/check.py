@@ -484,7 +484,7 @@ def sample_by_hand(pipe) -> Exercise:
              "no-op for PNDM and DDIM, essential for Euler and LMS"),
             (lambda *a: _loop(*a, init_sigma=False),
              "multiply the starting noise by scheduler.init_noise_sigma (1 for PNDM and DDIM, "
-             "about 14.6 for Euler)"),
+             "the σ of the first timestep for Euler)"),
             (lambda *a: _loop(*a, order=("cond", "uncond")),
              "the embeddings' order must match the chunks: [uncond, cond], then "
              "noise_pred.chunk(2) gives (uncond, cond)"),
