@@ -1,0 +1,107 @@
+"""Looking inside cross-attention: where in the picture does each word of the prompt act?
+
+In every cross-attention layer of the UNet, each latent position (a query) spreads its
+attention over the 77 token vectors of the prompt (the keys). :func:`record_cross_attention`
+installs a diffusers attention processor that computes attention the plain way and keeps
+those probabilities; :func:`token_maps` averages them into one map per token.
+
+>>> import sdlearn
+>>> pipe = sdlearn.load_pipeline()
+>>> with record_cross_attention(pipe.unet) as store:
+...     _ = pipe("a big red circle", num_inference_steps=2)
+>>> token_maps(store, [3], pipe.unet.config.sample_size).shape
+torch.Size([1, 8, 8])
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+
+class CrossAttentionRecorder:
+    """An attention processor: plain attention, with cross-attention probabilities recorded.
+
+    ``store[layer]`` receives one tensor per call, shaped ``(batch, heads, queries, tokens)``.
+    Self-attention layers are computed the same plain way and not recorded.
+    """
+
+    def __init__(self, store: dict, name: str):
+        self.store, self.name = store, name
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                 temb=None, **kwargs):
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        four_d = hidden_states.ndim == 4
+        if four_d:
+            b, c, h, w = hidden_states.shape
+            hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+        cross = encoder_hidden_states is not None
+        context = encoder_hidden_states if cross else hidden_states
+        batch, length, _ = context.shape
+        attention_mask = attn.prepare_attention_mask(attention_mask, length, batch)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        if cross and attn.norm_cross:
+            context = attn.norm_encoder_hidden_states(context)
+        key = attn.head_to_batch_dim(attn.to_k(context))
+        value = attn.head_to_batch_dim(attn.to_v(context))
+        probs = attn.get_attention_scores(query, key, attention_mask)
+        if cross:
+            heads = attn.heads
+            self.store[self.name].append(
+                probs.detach().float().cpu().view(-1, heads, *probs.shape[1:]))
+        out = attn.batch_to_head_dim(torch.bmm(probs, value))
+        out = attn.to_out[1](attn.to_out[0](out))
+        if four_d:
+            out = out.transpose(-1, -2).reshape(b, c, h, w)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+
+@contextmanager
+def record_cross_attention(unet):
+    """Record the cross-attention of every ``attn2`` layer while the block runs.
+
+    Yields a dict ``layer name → list of probability tensors``; the UNet's own processors are
+    put back afterwards.
+    """
+    saved = unet.attn_processors
+    store: dict = defaultdict(list)
+    unet.set_attn_processor({name: CrossAttentionRecorder(store, name) if "attn2" in name
+                             else processor for name, processor in saved.items()})
+    try:
+        yield store
+    finally:
+        unet.set_attn_processor(saved)
+
+
+def token_maps(store: dict, tokens: list[int], latent_size: int | tuple[int, int], *,
+               batch_index: int = -1) -> torch.Tensor:
+    """One attention map per token position, averaged over layers, heads and calls.
+
+    Each layer's maps are resized to the latent size first. ``batch_index`` picks the image in
+    the batch: with guidance the batch is ``[uncond, cond]``, so the default ``-1`` is the
+    prompt's half. Returns ``(len(tokens), height, width)``, each map summing to 1.
+    """
+    h, w = (latent_size, latent_size) if isinstance(latent_size, int) else latent_size
+    total, count = torch.zeros(len(tokens), h, w), 0
+    for calls in store.values():
+        for probs in calls:
+            queries = probs.shape[2]
+            scale = round((h * w / queries) ** 0.5)
+            maps = probs[batch_index].mean(dim=0)[:, tokens]  # (queries, tokens)
+            maps = maps.T.reshape(len(tokens), 1, h // scale, w // scale)
+            total += F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+            count += 1
+    if count == 0:
+        raise ValueError("nothing was recorded: run the UNet inside record_cross_attention()")
+    total /= count
+    return total / total.sum(dim=(1, 2), keepdim=True)

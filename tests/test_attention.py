@@ -1,0 +1,30 @@
+import torch
+
+from sdlearn import make_generator
+from sdlearn.attention import record_cross_attention, token_maps
+
+
+def test_recording_keeps_the_output_and_restores_processors(tiny_pipe):
+    tiny_pipe.set_progress_bar_config(disable=True)
+    before = {k: type(v) for k, v in tiny_pipe.unet.attn_processors.items()}
+    plain = tiny_pipe("a big red circle", num_inference_steps=3, output_type="latent",
+                      generator=make_generator(0)).images
+    with record_cross_attention(tiny_pipe.unet) as store:
+        recorded = tiny_pipe("a big red circle", num_inference_steps=3, output_type="latent",
+                             generator=make_generator(0)).images
+    assert {k: type(v) for k, v in tiny_pipe.unet.attn_processors.items()} == before
+    assert torch.allclose(plain, recorded, atol=1e-4)
+    layers = [name for name in before if "attn2" in name]
+    assert set(store) == set(layers)
+    # 3 steps (PNDM visits one timestep twice: 4 UNet calls), batch of 2 for guidance.
+    probs = store[layers[0]][0]
+    assert probs.shape[0] == 2 and probs.shape[-1] == 77
+    assert torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-5)
+
+
+def test_token_maps_are_normalised_latent_maps(tiny_pipe):
+    with record_cross_attention(tiny_pipe.unet) as store:
+        tiny_pipe("a big red circle", num_inference_steps=2)
+    maps = token_maps(store, [2, 3, 4], tiny_pipe.unet.config.sample_size)
+    assert maps.shape == (3, 8, 8)
+    assert torch.allclose(maps.sum(dim=(1, 2)), torch.ones(3))
