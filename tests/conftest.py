@@ -41,3 +41,15 @@ def tiny_pipe():
     from sdlearn import load_pipeline
 
     return load_pipeline()
+
+
+@pytest.fixture(scope="session")
+def plain_model_dir(tmp_path_factory, small_arch):
+    """A model of other sizes that sdlearn did not make (no sdlearn.json), like real SD."""
+    from sdlearn.models import build_pipeline
+
+    folder = tmp_path_factory.mktemp("plain-model")
+    pipe = build_pipeline(small_arch, seed=2)
+    pipe.vae.register_to_config(scaling_factor=0.37)
+    pipe.save_pretrained(folder)
+    return folder
