@@ -201,6 +201,7 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.log_path = self.out / "log.jsonl"
+        self.run_started = time.time()
         (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         self.pipe = build_pipeline(cfg.arch, seed=cfg.seed)
         self.pipe.to(self.device)
@@ -208,8 +209,22 @@ class Trainer:
 
     # -- helpers
     def log(self, **record) -> None:
+        now = time.time()
+        record = {"time": round(now, 1), "run": round(self.run_started, 1),
+                  "elapsed": round(now - self.run_started, 1), **record}
         with self.log_path.open("a") as f:
-            f.write(json.dumps({"time": round(time.time(), 1), **record}) + "\n")
+            f.write(json.dumps(record) + "\n")
+
+    def wall_seconds(self) -> float:
+        """Training time over every (resumed) run so far: each run's last logged elapsed time."""
+        last: dict = {}
+        if self.log_path.exists():
+            for line in self.log_path.read_text().splitlines():
+                r = json.loads(line)
+                if "run" in r:
+                    last[r["run"]] = r["elapsed"]
+        last[round(self.run_started, 1)] = time.time() - self.run_started
+        return sum(last.values())
 
     @property
     def data(self):
@@ -420,6 +435,7 @@ class Trainer:
             "trained": True,
             "image_size": self.cfg.arch.image_size,
             "unet_steps_done": steps_done if steps_done is not None else self.cfg.unet_steps,
+            "wall_time_s": round(self.wall_seconds()),
             "config": self.cfg.to_dict(),
             "scaling_factor": pipe.vae.config.scaling_factor,
             "hardware": {"device": str(self.device), "platform": platform.platform(),
@@ -439,7 +455,8 @@ class Trainer:
         latents = self.encode_latents()
         self.train_unet(latents)
         path = self.export()
-        self.log(phase="done", seconds_this_run=round(time.time() - start, 1))
+        self.log(phase="done", seconds_this_run=round(time.time() - start, 1),
+                 wall_time_s=round(self.wall_seconds()))
         return path
 
 

@@ -26,6 +26,7 @@ def test_short_run_writes_a_loadable_shapes_pipeline(cfg):
     assert measured["scaling_factor"] == pytest.approx(1 / measured["std"])
     info = json.loads((folder / "sdlearn.json").read_text())
     assert info["config"]["unet_steps"] == 4 and info["hardware"]["device"] == "cpu"
+    assert info["trained"] and info["wall_time_s"] >= 0
     # Unused rows of the token embedding are zeroed; the world's words are not.
     table = pipe.text_encoder.get_input_embeddings().weight
     red = pipe.tokenizer("red", add_special_tokens=False).input_ids[0]
