@@ -215,7 +215,7 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     kwargs = {"safety_checker": None, "requires_safety_checker": False, "use_safetensors": True,
-              **_dtype_kwarg(dtype)}
+              "dtype": dtype}
     path = Path(model).expanduser()
     with quiet_loading():
         if path.is_dir():
@@ -256,15 +256,6 @@ def quiet_loading():
             log.set_verbosity(level)
             if bars:
                 log.enable_progress_bar()
-
-
-def _dtype_kwarg(dtype) -> dict:
-    """diffusers 0.40 renamed ``torch_dtype`` to ``dtype`` in ``from_pretrained``."""
-    import diffusers
-    from packaging.version import Version
-
-    new = Version(diffusers.__version__).release >= (0, 40)
-    return {"dtype": dtype} if new else {"torch_dtype": dtype}
 
 
 def _from_hub(model: str, kwargs: dict):
