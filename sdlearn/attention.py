@@ -25,8 +25,8 @@ import torch.nn.functional as F
 class CrossAttentionRecorder:
     """An attention processor: plain attention, with cross-attention probabilities recorded.
 
-    ``store[layer]`` receives one tensor per call, shaped ``(batch, heads, queries, tokens)``.
-    Self-attention layers are computed the same plain way and not recorded.
+    ``store[layer]`` keeps a running sum over calls of the head-averaged probabilities,
+    ``(batch, queries, tokens)``, and the number of calls — memory does not grow with steps.
     """
 
     def __init__(self, store: dict, name: str):
@@ -54,9 +54,10 @@ class CrossAttentionRecorder:
         value = attn.head_to_batch_dim(attn.to_v(context))
         probs = attn.get_attention_scores(query, key, attention_mask)
         if cross:
-            heads = attn.heads
-            self.store[self.name].append(
-                probs.detach().float().cpu().view(-1, heads, *probs.shape[1:]))
+            maps = probs.detach().float().view(-1, attn.heads, *probs.shape[1:]).mean(dim=1)
+            entry = self.store[self.name]
+            entry["sum"] = maps.cpu() + entry.get("sum", 0)
+            entry["calls"] = entry.get("calls", 0) + 1
         out = attn.batch_to_head_dim(torch.bmm(probs, value))
         out = attn.to_out[1](attn.to_out[0](out))
         if four_d:
@@ -70,11 +71,11 @@ class CrossAttentionRecorder:
 def record_cross_attention(unet):
     """Record the cross-attention of every ``attn2`` layer while the block runs.
 
-    Yields a dict ``layer name → list of probability tensors``; the UNet's own processors are
-    put back afterwards.
+    Yields a dict ``layer name → {"sum": probabilities summed over calls, "calls": count}``;
+    the UNet's own processors are put back afterwards.
     """
     saved = unet.attn_processors
-    store: dict = defaultdict(list)
+    store: dict = defaultdict(dict)
     unet.set_attn_processor({name: CrossAttentionRecorder(store, name) if "attn2" in name
                              else processor for name, processor in saved.items()})
     try:
@@ -93,14 +94,18 @@ def token_maps(store: dict, tokens: list[int], latent_size: int | tuple[int, int
     """
     h, w = (latent_size, latent_size) if isinstance(latent_size, int) else latent_size
     total, count = torch.zeros(len(tokens), h, w), 0
-    for calls in store.values():
-        for probs in calls:
-            queries = probs.shape[2]
-            scale = round((h * w / queries) ** 0.5)
-            maps = probs[batch_index].mean(dim=0)[:, tokens]  # (queries, tokens)
-            maps = maps.T.reshape(len(tokens), 1, h // scale, w // scale)
-            total += F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-            count += 1
+    for name, entry in store.items():
+        if not entry:
+            continue
+        probs = entry["sum"][batch_index] / entry["calls"]  # (queries, tokens)
+        scale = round((h * w / probs.shape[0]) ** 0.5)
+        if scale < 1 or (h // scale) * (w // scale) != probs.shape[0]:
+            raise ValueError(f"layer {name} has {probs.shape[0]} positions, which does not fit "
+                             f"latent_size={(h, w)}: pass the latents' size of the recorded run, "
+                             "(height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)")
+        maps = probs[:, tokens].T.reshape(len(tokens), 1, h // scale, w // scale)
+        total += F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        count += 1
     if count == 0:
         raise ValueError("nothing was recorded: run the UNet inside record_cross_attention()")
     total /= count

@@ -59,6 +59,10 @@ def latent_shape(pipe) -> Exercise:
         return (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor,
                 width // pipe.vae_scale_factor)
 
+    hard_coded = [] if f == 8 else [
+        (lambda p, h, w: (1, p.unet.config.in_channels, h // 8, w // 8),
+         f"this model's VAE factor is {f}, not Stable Diffusion's 8 — read "
+         "pipe.vae_scale_factor")]
     return Exercise(
         "latent_shape", reference, [(pipe, size, size), (pipe, size, 2 * size),
                                     (pipe, size - f, size + f)],
@@ -74,6 +78,7 @@ def latent_shape(pipe) -> Exercise:
             (lambda p, h, w: (1, p.unet.config.in_channels, w // p.vae_scale_factor,
                               h // p.vae_scale_factor),
              "height comes before width: (1, channels, height // f, width // f)"),
+            *hard_coded,
         ])
 
 
@@ -163,9 +168,16 @@ def unscale_and_decode(pipe) -> Exercise:
             (without, "decode(latents) skips the scaling — divide by vae.config.scaling_factor "
                       "first"),
             (times, "you multiplied — decoding divides by vae.config.scaling_factor"),
-            (lambda latents, vae: vae.decode(latents / vae.config.scaling_factor),
+            (_no_grad(lambda latents, vae: vae.decode(latents / vae.config.scaling_factor)),
              "vae.decode returns an output object — take its .sample"),
         ], atol=1e-3)
+
+
+def _no_grad(fn):
+    def wrapped(*args):
+        with torch.no_grad():
+            return fn(*args)
+    return wrapped
 
 
 @_grader
@@ -366,7 +378,9 @@ def _alpha_bar(scheduler, t):
 def add_noise_by_hand(pipe) -> Exercise:
     """Exercise: ``add_noise_by_hand(x0, noise, t, scheduler)`` → ``x_t`` for timestep ``t``."""
     sched = pipe.scheduler
-    x0, noise = _latents(pipe, 8).float().cpu(), _latents(pipe, 9).float().cpu()
+    # On the device of alphas_cumprod, which scheduler.add_noise may have moved to the GPU.
+    device = sched.alphas_cumprod.device
+    x0, noise = _latents(pipe, 8).float().to(device), _latents(pipe, 9).float().to(device)
 
     def reference(x0, noise, t, s):
         a = _alpha_bar(s, t)

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"generate": _generate, "info": _info, "train": _train,
                     "exercises": _exercises}
         code = commands[args.command](args)
-    except (CommandError, ModelNotFoundError) as error:
+    except (CommandError, ModelNotFoundError, ValueError) as error:
         print(f"sdlearn {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     return code or 0

@@ -126,6 +126,9 @@ def _verdict(ex: Exercise, fn: Callable | None) -> Graded:
     fallback = "The reference solution is used from here on."
     if fn is None:
         return Graded(ex.reference, "blank", f"not done yet. {fallback}")
+    if not callable(fn):
+        return Graded(ex.reference, "error", f"pass the function itself (its name, without "
+                      f"calling it), not {describe(fn)}. ({fallback})")
     cases = ex.cases()
     yours, reference = ex.compared(fn), ex.compared(ex.reference)
     for args in cases:

@@ -70,8 +70,13 @@ def to_tensor(image):
     if isinstance(image, list | tuple):
         return torch.cat([to_tensor(i) for i in image])
     if _is_tensor(image):
+        if not image.is_floating_point():
+            raise ValueError(f"to_tensor got a {image.dtype} tensor: image tensors are float in "
+                             "[-1, 1]; convert a uint8 tensor with x.float() / 127.5 - 1")
         return image if image.ndim == 4 else image[None]
     arr = to_numpy(image).astype(np.float32) / 127.5 - 1.0
+    if arr.ndim == 4:  # a batch of images, (N, H, W, 3)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
 
 
@@ -133,6 +138,8 @@ def show_images(images, titles: Sequence[str] | None = None, *, cols: int | None
     import matplotlib.pyplot as plt
 
     pils = _as_list(images)
+    if not pils:
+        raise ValueError("show_images needs at least one image")
     if titles is not None and len(titles) != len(pils):
         raise ValueError(f"got {len(titles)} titles for {len(pils)} images")
     cols = cols or min(len(pils), 6)

@@ -167,9 +167,9 @@ def model_info(pipe) -> dict:
 
     Empty for models sdlearn did not make, such as real Stable Diffusion.
     """
-    path = Path(str(getattr(pipe, "name_or_path", "") or "")) / INFO_FILE
+    folder = model_folder(pipe)
     try:
-        return json.loads(path.read_text())
+        return json.loads((folder / INFO_FILE).read_text()) if folder else {}
     except (OSError, ValueError):
         return {}
 
@@ -181,6 +181,22 @@ def is_shapes_model(pipe) -> bool:
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _check_device(device):
+    import torch
+
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device={device!r} is not a device; use 'cpu', 'cuda' or 'mps'"
+                         ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but this machine has no usable CUDA GPU; use "
+                         "device='cpu' (or leave device unset to pick the best one)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' but Apple's GPU is not available here; use 'cpu'")
+    return device
 
 
 def _not_found(model: str, why: str) -> ModelNotFoundError:
@@ -211,7 +227,10 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
     import torch
 
     model = str(model or os.environ.get(ENV_VAR) or embedded_model_path())
-    device = torch.device(device or get_device())
+    if scheduler is not None and scheduler.lower() not in SCHEDULERS:
+        raise ValueError(f"scheduler={scheduler!r} is unknown; choose one of "
+                         f"{', '.join(SCHEDULERS)}")
+    device = _check_device(device or get_device())
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     kwargs = {"safety_checker": None, "requires_safety_checker": False, "use_safetensors": True,

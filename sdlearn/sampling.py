@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import torch
 
+from .text import tokenize
+
 
 @torch.no_grad()
 def encode_prompts(pipe, prompt: str | list[str], negative_prompt: str | list[str] | None = None
@@ -31,11 +33,10 @@ def encode_prompts(pipe, prompt: str | list[str], negative_prompt: str | list[st
     if len(negatives) != len(prompts):
         raise ValueError(f"negative_prompt has {len(negatives)} entries for {len(prompts)} "
                          "prompts: give one per prompt, or a single string")
-    tok, enc = pipe.tokenizer, pipe.text_encoder
+    enc = pipe.text_encoder
 
     def embed(texts):
-        ids = tok(texts, padding="max_length", max_length=tok.model_max_length,
-                  truncation=True, return_tensors="pt").input_ids.to(enc.device)
+        ids = tokenize(pipe.tokenizer, texts).input_ids.to(enc.device)  # warns if cut at 77
         return enc(ids)[0].to(pipe.unet.dtype)
 
     return embed(negatives), embed(prompts)
@@ -50,13 +51,32 @@ def cfg_combine(noise_uncond: torch.Tensor, noise_cond: torch.Tensor,
 
 def initial_latents(pipe, batch: int, height: int, width: int,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """The starting noise, scaled by the scheduler's ``init_noise_sigma`` (as the pipeline)."""
+    """The starting noise, scaled by the scheduler's ``init_noise_sigma`` (as the pipeline).
+
+    ``generator`` may be one generator or a list, one per image (as ``pipe(...)`` accepts).
+    """
     f = pipe.vae_scale_factor
-    shape = (batch, pipe.unet.config.in_channels, height // f, width // f)
-    noise_device = generator.device if generator is not None else pipe.device
-    noise = torch.randn(shape, generator=generator, device=noise_device,
-                        dtype=pipe.unet.dtype).to(pipe.device)
+    for name, value in (("height", height), ("width", width)):
+        if value % f:
+            lower = max(f, value // f * f)
+            raise ValueError(f"{name}={value} is not a multiple of pipe.vae_scale_factor={f}; "
+                             f"use {lower} or {lower + f}")
+    shape = (1, pipe.unet.config.in_channels, height // f, width // f)
+    generators = generator if isinstance(generator, list) else [generator] * batch
+    if len(generators) != batch:
+        raise ValueError(f"got {len(generators)} generators for a batch of {batch}: give one "
+                         "per image, or a single generator")
+    if isinstance(generator, list):
+        noise = torch.cat([_randn(shape, g, pipe) for g in generators])
+    else:
+        noise = _randn((batch, *shape[1:]), generator, pipe)
     return noise * pipe.scheduler.init_noise_sigma
+
+
+def _randn(shape, generator, pipe) -> torch.Tensor:
+    device = generator.device if generator is not None else pipe.device
+    return torch.randn(shape, generator=generator, device=device,
+                       dtype=pipe.unet.dtype).to(pipe.device)
 
 
 @torch.no_grad()
@@ -113,8 +133,19 @@ def decode(pipe, latents: torch.Tensor):
     return pipe.image_processor.postprocess(images, output_type="pil")
 
 
+def _check_epsilon_ddpm(scheduler, what: str) -> None:
+    if scheduler.config.get("prediction_type", "epsilon") != "epsilon":
+        raise ValueError(f"{what} is written for noise (epsilon) prediction; this scheduler "
+                         f"predicts {scheduler.config.prediction_type!r}")
+    if float(scheduler.init_noise_sigma) != 1.0:
+        raise ValueError(f"{what} needs latents in the DDPM form (PNDM, DDIM, DPM); "
+                         f"{type(scheduler).__name__} scales them by sigma — use "
+                         "scheduler.step(...).pred_original_sample instead")
+
+
 def predicted_x0(scheduler, latents: torch.Tensor, noise_pred: torch.Tensor, t) -> torch.Tensor:
     """The clean latents the model currently believes in: ``(x_t - √(1-ᾱ_t)·ε) / √ᾱ_t``."""
+    _check_epsilon_ddpm(scheduler, "predicted_x0")
     alpha = scheduler.alphas_cumprod.to(latents.device)[int(t)]
     return (latents - (1 - alpha) ** 0.5 * noise_pred) / alpha ** 0.5
 
@@ -125,6 +156,9 @@ def ddim_step(scheduler, noise_pred: torch.Tensor, t, latents: torch.Tensor) -> 
     Estimate the clean latents from the noise prediction, then re-noise them to the previous
     timestep's level with that same noise: ``x_prev = √ᾱ_prev·x0 + √(1-ᾱ_prev)·ε``.
     """
+    _check_epsilon_ddpm(scheduler, "ddim_step")
+    if scheduler.config.get("timestep_spacing", "leading") != "leading":
+        raise ValueError("ddim_step assumes timestep_spacing='leading' (Stable Diffusion's)")
     t = int(t)
     prev = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
     alphas = scheduler.alphas_cumprod.to(latents.device)

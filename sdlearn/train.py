@@ -202,12 +202,26 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.log_path = self.out / "log.jsonl"
         self.run_started = time.time()
+        self._check_resumable()
         (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         self.pipe = build_pipeline(cfg.arch, seed=cfg.seed)
         self.pipe.to(self.device)
         self._data = None
 
     # -- helpers
+    # Settings a resumed run may change: they do not alter what was already computed.
+    RESUMABLE = {"out", "unet_steps", "checkpoint_every", "device", "threads"}
+
+    def _check_resumable(self) -> None:
+        saved = self.out / "config.json"
+        if not saved.exists():
+            return
+        old, new = json.loads(saved.read_text()), self.cfg.to_dict()
+        changed = sorted(k for k in new if k not in self.RESUMABLE and old.get(k) != new[k])
+        if changed:
+            raise ValueError(f"{self.out} holds a run with other settings ({', '.join(changed)}"
+                             " differ): resume it with its own settings, or use a new --out")
+
     def log(self, **record) -> None:
         now = time.time()
         record = {"time": round(now, 1), "run": round(self.run_started, 1),
@@ -300,7 +314,7 @@ class Trainer:
             _, images, _ = self.data
             n = min(self.cfg.scale_samples, len(images))
             latents = torch.cat([
-                self.pipe.vae.encode(_to_model(images[i:i + 256], self.device))
+                self.pipe.vae.encode(_to_model(images[i:min(i + 256, n)], self.device))
                 .latent_dist.sample(generator=self._generator("scale", i))
                 for i in range(0, n, 256)])
             factor = float(1.0 / latents.std())
@@ -471,7 +485,8 @@ def _versions() -> dict:
 def train(cfg: TrainConfig | None = None, **overrides) -> Path:
     """Run (or resume) training; returns the folder of the trained pipeline.
 
-    >>> train(TrainConfig(out="runs/smoke", n_train=64, vae_steps=2, unet_steps=2))
+    >>> cfg = TrainConfig(out="runs/smoke", n_train=64, vae_steps=2, unet_steps=2)
+    >>> folder = train(cfg)  # doctest: +SKIP
     """
     cfg = cfg or TrainConfig()
     for key, value in overrides.items():

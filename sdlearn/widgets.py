@@ -42,7 +42,8 @@ class Playground:
                                       description="guidance")
         self.steps = w.IntSlider(value=25, min=1, max=100, description="steps")
         self.seed = w.IntText(value=0, description="seed")
-        self.scheduler = w.Dropdown(options=list(SCHEDULERS), value="pndm",
+        own = {cls: name for name, cls in SCHEDULERS.items()}.get(type(pipe.scheduler).__name__)
+        self.scheduler = w.Dropdown(options=list(SCHEDULERS), value=own or "pndm",
                                     description="scheduler")
         self.button = w.Button(description="Generate", button_style="primary", icon="play")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="steps done")
@@ -63,7 +64,7 @@ class Playground:
     def pipeline(self):
         """The pipeline with the chosen scheduler (sharing every other component)."""
         name = self.scheduler.value
-        if name == "pndm" and type(self.pipe.scheduler).__name__ == SCHEDULERS["pndm"]:
+        if type(self.pipe.scheduler).__name__ == SCHEDULERS[name]:
             return self.pipe
         with quiet_loading():
             return type(self.pipe).from_pipe(
@@ -90,6 +91,9 @@ class Playground:
             args = {k: v for k, v in self.settings.items() if k not in ("seed", "scheduler")}
             self.image = pipe(**args, generator=make_generator(self.settings["seed"]),
                               callback_on_step_end=on_step).images[0]
+        except Exception as error:  # show it: a button's errors are otherwise out of sight
+            self.message.value = f"<b>error</b>: {type(error).__name__}: {error}"
+            raise
         finally:
             self.button.disabled = False
         buffer = io.BytesIO()

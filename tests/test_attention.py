@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from sdlearn import make_generator
@@ -16,8 +17,10 @@ def test_recording_keeps_the_output_and_restores_processors(tiny_pipe):
     assert torch.allclose(plain, recorded, atol=1e-4)
     layers = [name for name in before if "attn2" in name]
     assert set(store) == set(layers)
-    # 3 steps (PNDM visits one timestep twice: 4 UNet calls), batch of 2 for guidance.
-    probs = store[layers[0]][0]
+    # 3 steps; PNDM visits one timestep twice: 4 UNet calls, each on a batch of 2 (guidance).
+    entry = store[layers[0]]
+    assert entry["calls"] == 4
+    probs = entry["sum"] / entry["calls"]
     assert probs.shape[0] == 2 and probs.shape[-1] == 77
     assert torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-5)
 
@@ -28,3 +31,7 @@ def test_token_maps_are_normalised_latent_maps(tiny_pipe):
     maps = token_maps(store, [2, 3, 4], tiny_pipe.unet.config.sample_size)
     assert maps.shape == (3, 8, 8)
     assert torch.allclose(maps.sum(dim=(1, 2)), torch.ones(3))
+    with pytest.raises(ValueError, match="latent_size"):
+        token_maps(store, [2], (8, 6))
+    with pytest.raises(ValueError, match="nothing was recorded"):
+        token_maps({}, [2], 8)

@@ -122,3 +122,15 @@ def test_describe_reads_numbers_from_components(tiny_pipe, small_model_dir):
     small = describe(load_pipeline(small_model_dir))
     assert (small["vae_scale_factor"], small["hidden_size"], small["default_image_size"]) == (
         4, 32, 32)
+
+
+def test_bad_device_and_scheduler_are_named_before_loading():
+    import torch
+
+    with pytest.raises(ValueError, match="scheduler='heun'"):
+        load_pipeline("/does/not/matter", scheduler="heun")
+    with pytest.raises(ValueError, match="device='gpu' is not a device"):
+        load_pipeline(device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no usable CUDA GPU"):
+            load_pipeline(device="cuda")

@@ -142,3 +142,9 @@ def test_bad_attributes_are_named():
         ShapeObject("hexagon", "red", "big", "center")
     with pytest.raises(ValueError, match="background='pink'"):
         Scene("pink")
+
+
+def test_scorer_explains_non_square_images():
+    with pytest.raises(ValueError, match="pass size=N"):
+        score(np.zeros((48, 80, 3), np.uint8), random_scene(0))
+    assert score(render(random_scene(0), 48), random_scene(0), size=64).correct

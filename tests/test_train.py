@@ -35,29 +35,42 @@ def test_short_run_writes_a_loadable_shapes_pipeline(cfg):
     assert not list(folder.rglob("*.bin"))
 
 
-def test_interrupted_run_resumes_exactly(cfg, tmp_path, monkeypatch):
-    reference = Trainer(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "ref")})).run()
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, small_arch):
+    out = tmp_path_factory.mktemp("ref")
+    cfg = TrainConfig(out=str(out), arch=small_arch, n_train=32, vae_steps=3, vae_batch=4,
+                      unet_steps=4, unet_batch=4, warmup_steps=2, checkpoint_every=2,
+                      scale_samples=32, device="cpu")
+    return Trainer(cfg).run().parent
 
+
+@pytest.mark.parametrize("crash_at", ["vae-ckpt.safetensors", "unet-ckpt.safetensors"])
+def test_interrupted_run_resumes_exactly(cfg, reference_run, monkeypatch, crash_at):
     real_save = train_module.save_checkpoint
-    saves = []
 
-    def crash_after_first_unet_checkpoint(path, tensors, meta):
+    def crash_after(path, tensors, meta):
         real_save(path, tensors, meta)
-        saves.append(path.name)
-        if path.name == "unet-ckpt.safetensors":
+        if path.name == crash_at:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "save_checkpoint", crash_after_first_unet_checkpoint)
+    monkeypatch.setattr(train_module, "save_checkpoint", crash_after)
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg).run()
-    assert "vae-ckpt.safetensors" in saves
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
-    resumed = Trainer(cfg).run()
+    resumed = Trainer(cfg).run().parent
+    for name in ("vae.safetensors", "unet.safetensors"):
+        a, _ = load_checkpoint(reference_run / name)
+        b, _ = load_checkpoint(resumed / name)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} differs after resuming"
 
-    a, _ = load_checkpoint(reference.parent / "unet.safetensors")
-    b, _ = load_checkpoint(resumed.parent / "unet.safetensors")
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+
+def test_resuming_with_other_settings_is_refused(cfg):
+    Trainer(cfg)  # writes config.json
+    changed = TrainConfig(**{**cfg.__dict__, "n_train": 64})
+    with pytest.raises(ValueError, match="n_train differ"):
+        Trainer(changed)
+    Trainer(TrainConfig(**{**cfg.__dict__, "unet_steps": 8}))  # extending training is fine
 
 
 def test_cli_rejects_bad_training_arguments(capsys):

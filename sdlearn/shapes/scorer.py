@@ -107,6 +107,11 @@ class SceneScore:
 
 def _as_array(image, size: int | None) -> np.ndarray:
     arr = to_numpy(image)
+    if arr.ndim != 3:
+        raise ValueError(f"the scorer reads one image at a time; got shape {arr.shape}")
+    if size is None and arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"the shapes world is square but the image is {arr.shape[1]}x"
+                         f"{arr.shape[0]}: pass size=N to resize it, or crop it first")
     if size is not None and arr.shape[:2] != (size, size):
         arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
     return arr.astype(np.float64)
