@@ -75,6 +75,7 @@ def _transform(nb: dict, code, clear: bool) -> dict:
         cell["source"] = code(cell["source"])
         if clear:
             cell["outputs"], cell["execution_count"] = [], None
+            cell.get("metadata", {}).pop("execution", None)  # run timestamps
     return nb
 
 
