@@ -1,0 +1,108 @@
+"""Editing pictures: img2img by hand, and the checks its inputs need.
+
+img2img starts the sampling loop part-way: encode the picture, noise its latents to the level
+of a later timestep, and denoise from there. ``strength`` is the fraction of the schedule that
+is run: 1 ignores the picture, 0 returns it unchanged.
+
+>>> import sdlearn
+>>> pipe = sdlearn.load_pipeline(scheduler="ddim")
+>>> [int(t) for t in img2img_timesteps(pipe.scheduler, 10, 0.3)]
+[201, 101, 1]
+
+PNDM lists one timestep twice (its warm-up), so the same slice keeps one more entry:
+
+>>> [int(t) for t in img2img_timesteps(sdlearn.load_pipeline().scheduler, 10, 0.3)]
+[301, 201, 101, 1]
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from PIL import Image
+
+from .images import to_pil
+from .sampling import denoise, encode_prompts
+
+
+def check_strength(strength: float) -> float:
+    """``strength`` as a float in [0, 1], or a ``ValueError`` that says so."""
+    if not 0.0 <= float(strength) <= 1.0:
+        raise ValueError(f"strength={strength} is outside [0, 1]: it is the fraction of the "
+                         "denoising schedule to run (0 keeps the image, 1 ignores it)")
+    return float(strength)
+
+
+def img2img_timesteps(scheduler, steps: int, strength: float):
+    """The timesteps img2img runs: the last ``int(steps * strength)`` of ``steps``.
+
+    Sets the scheduler's timesteps (and, where it has one, its begin index) as diffusers'
+    img2img pipeline does.
+    """
+    strength = check_strength(strength)
+    scheduler.set_timesteps(steps)
+    run = min(int(steps * strength), steps)
+    start = max(steps - run, 0)
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start * scheduler.order)
+    return scheduler.timesteps[start * scheduler.order:]
+
+
+def prepare_image(pipe, image) -> torch.Tensor:
+    """A picture as the VAE's input: RGB, a size that fits the VAE, values in [-1, 1].
+
+    RGBA and greyscale pictures are converted (with a warning); a size that is not a multiple
+    of the VAE factor is refused with the nearest sizes that are.
+    """
+    if isinstance(image, Image.Image) and image.mode != "RGB":
+        warnings.warn(f"the image was {image.mode}; converted to RGB", stacklevel=2)
+        image = image.convert("RGB")
+    image = image if isinstance(image, torch.Tensor) else to_pil(image)
+    h, w = image.shape[-2:] if isinstance(image, torch.Tensor) else (image.height, image.width)
+    f = pipe.vae_scale_factor
+    if h % f or w % f:
+        fit = (max(f, round(w / f) * f), max(f, round(h / f) * f))
+        raise ValueError(f"the image is {w}x{h}, not a multiple of the VAE factor {f}: resize "
+                         f"or crop it to {fit[0]}x{fit[1]} (sdlearn.editing.crop_and_resize)")
+    # The pipeline's own preprocessing: the same values as sdlearn.to_tensor (lesson 01), in
+    # the same memory layout, so the VAE rounds exactly as it does inside diffusers.
+    return pipe.image_processor.preprocess(image).to(pipe.device, pipe.vae.dtype)
+
+
+@torch.no_grad()
+def img2img(pipe, image, prompt: str, *, strength: float = 0.8, steps: int = 50,
+            guidance_scale: float = 7.5, negative_prompt: str | None = None,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """img2img by hand; the same latents as ``StableDiffusionImg2ImgPipeline`` at one seed."""
+    timesteps = img2img_timesteps(pipe.scheduler, steps, strength)
+    uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
+    x = prepare_image(pipe, image)
+    vae = pipe.vae
+    init = vae.encode(x).latent_dist.sample(generator) * vae.config.scaling_factor
+    device = generator.device if generator is not None else pipe.device
+    noise = torch.randn(init.shape, generator=generator, device=device,
+                        dtype=init.dtype).to(init.device)
+    latents = pipe.scheduler.add_noise(init, noise, timesteps[:1].repeat(len(init)))
+    return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator)
+
+
+def crop_and_resize(image, size: int | tuple[int, int], *, zoom: float = 1.0,
+                    center: tuple[float, float] = (0.5, 0.5)) -> Image.Image:
+    """Crop a picture to the aspect of ``size`` and resize it: any picture becomes a valid input.
+
+    ``zoom`` ≥ 1 crops tighter; ``center`` (fractions of width and height) says where.
+
+    >>> crop_and_resize(Image.new("RGB", (300, 200)), 64).size
+    (64, 64)
+    """
+    img = to_pil(image)
+    tw, th = (size, size) if isinstance(size, int) else size
+    if zoom < 1:
+        raise ValueError(f"zoom={zoom} must be 1 or more (1 keeps the largest crop)")
+    scale = min(img.width / tw, img.height / th) / zoom
+    cw, ch = tw * scale, th * scale
+    cx = min(max(center[0] * img.width, cw / 2), img.width - cw / 2)
+    cy = min(max(center[1] * img.height, ch / 2), img.height - ch / 2)
+    box = (cx - cw / 2, cy - ch / 2, cx + cw / 2, cy + ch / 2)
+    return img.resize((tw, th), Image.LANCZOS, box=box)
