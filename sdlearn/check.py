@@ -503,3 +503,46 @@ def sample_by_hand(pipe) -> Exercise:
              "the embeddings' order must match the chunks: [uncond, cond], then "
              "noise_pred.chunk(2) gives (uncond, cond)"),
         ], atol=1e-3, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- 06_img2img
+
+@_grader
+def start_step(pipe) -> Exercise:
+    """Exercise: ``start_step(steps, strength)`` → how many of the steps img2img skips."""
+    def reference(steps, strength):
+        return steps - min(int(steps * strength), steps)
+
+    return Exercise(
+        "start_step", reference, [(50, 0.8), (10, 0.36), (25, 1.0), (20, 0.0)],
+        mistakes=[
+            (lambda n, s: min(int(n * s), n),
+             "that is the number of steps that *run* — the start is steps minus that"),
+            (lambda n, s: n - min(round(n * s), n),
+             "diffusers truncates: int(steps * strength), not round()"),
+            (lambda n, s: int(n * (1 - s)),
+             "compute the steps that run first, int(steps * strength), then subtract: "
+             "int(steps * (1 - strength)) rounds differently"),
+        ])
+
+
+@_grader
+def noise_to_strength(pipe) -> Exercise:
+    """Exercise: ``noise_to_strength(init_latents, noise, timesteps, scheduler)`` → x_t to start."""
+    from .models import make_scheduler
+
+    sched = make_scheduler("ddim", pipe.scheduler.config)
+    sched.set_timesteps(10)
+    init, noise = _latents(pipe, 14).float().cpu(), _latents(pipe, 15).float().cpu()
+    cases = [(init, noise, sched.timesteps[k:], sched) for k in (2, 7)]
+    return Exercise(
+        "noise_to_strength", lambda x, n, ts, s: s.add_noise(x, n, ts[:1]), cases,
+        mistakes=[
+            (lambda x, n, ts, s: s.add_noise(x, n, ts[-1:]),
+             "noise to the level of the *first* timestep that will run, timesteps[:1], not the "
+             "last"),
+            (lambda x, n, ts, s: n, "img2img keeps part of the picture: mix it with the noise "
+                                   "with scheduler.add_noise(init_latents, noise, t)"),
+            (lambda x, n, ts, s: x + n, "the mix is weighted: √ᾱ_t · x0 + √(1 − ᾱ_t) · noise — "
+                                        "scheduler.add_noise does it"),
+        ])

@@ -106,3 +106,14 @@ def crop_and_resize(image, size: int | tuple[int, int], *, zoom: float = 1.0,
     cy = min(max(center[1] * img.height, ch / 2), img.height - ch / 2)
     box = (cx - cw / 2, cy - ch / 2, cx + cw / 2, cy + ch / 2)
     return img.resize((tw, th), Image.LANCZOS, box=box)
+
+
+def demo_image(name: str = "house") -> Image.Image:
+    """A picture that ships with sdlearn (``data/images/NAME.png``), e.g. ``demo_image()``."""
+    from .paths import data_path
+
+    path = data_path("images", f"{name}.png")
+    if not path.exists():
+        names = sorted(p.stem for p in path.parent.glob("*.png"))
+        raise ValueError(f"no demo image {name!r}; there are: {', '.join(names)}")
+    return Image.open(path).convert("RGB")
