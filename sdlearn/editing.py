@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from .images import to_pil
-from .sampling import denoise, encode_prompts
+from .masks import check_mask, latent_mask
+from .sampling import _step_args, cfg_combine, denoise, encode_prompts
 
 
 def check_strength(strength: float) -> float:
@@ -77,14 +78,104 @@ def img2img(pipe, image, prompt: str, *, strength: float = 0.8, steps: int = 50,
     """img2img by hand; the same latents as ``StableDiffusionImg2ImgPipeline`` at one seed."""
     timesteps = img2img_timesteps(pipe.scheduler, steps, strength)
     uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
-    x = prepare_image(pipe, image)
+    init, noise = encode_image(pipe, prepare_image(pipe, image), generator)
+    latents = pipe.scheduler.add_noise(init, noise, timesteps[:1].repeat(len(init)))
+    return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator)
+
+
+def encode_image(pipe, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The picture's scaled latents (a sample of the posterior) and noise of their shape.
+
+    Both drawn from ``generator`` in the order diffusers' img2img and inpainting pipelines do.
+    """
     vae = pipe.vae
     init = vae.encode(x).latent_dist.sample(generator) * vae.config.scaling_factor
     device = generator.device if generator is not None else pipe.device
     noise = torch.randn(init.shape, generator=generator, device=device,
                         dtype=init.dtype).to(init.device)
-    latents = pipe.scheduler.add_noise(init, noise, timesteps[:1].repeat(len(init)))
-    return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator)
+    return init, noise
+
+
+def blend(latents: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Inpainting's blend: the new ``latents`` where ``mask`` is 1, the ``known`` ones elsewhere."""
+    return (1 - mask) * known + mask * latents
+
+
+def renoise(scheduler, latents: torch.Tensor, t_from, t_to, generator=None) -> torch.Tensor:
+    """Noise ``latents`` from the level of timestep ``t_from`` up to the higher ``t_to``.
+
+    One forward-diffusion jump: ``x_to = √(ᾱ_to/ᾱ_from)·x_from + √(1 − ᾱ_to/ᾱ_from)·ε``.
+    This is what resampling (RePaint) does before it repeats a step.
+    """
+    abar = scheduler.alphas_cumprod
+    ratio = (abar[int(t_to)] / abar[int(t_from)]).to(latents.dtype)
+    eps = torch.randn(latents.shape, generator=generator, dtype=latents.dtype,
+                      device=generator.device if generator is not None else latents.device)
+    return ratio.sqrt() * latents + (1 - ratio).sqrt() * eps.to(latents.device)
+
+
+# Schedulers whose step() keeps no memory of earlier steps, so a step can be repeated.
+REPEATABLE_STEP = ("DDIMScheduler",)
+
+
+@torch.no_grad()
+def inpaint(pipe, image, mask, prompt: str, *, strength: float = 1.0, steps: int = 50,
+            guidance_scale: float = 7.5, negative_prompt: str | None = None,
+            generator: torch.Generator | None = None, num_resamples: int = 1,
+            on_step=None) -> torch.Tensor:
+    """Inpainting by blending, with any ordinary (4-channel) UNet; returns the final latents.
+
+    After every step the region to keep is put back: the picture's latents noised to the level
+    of the next step. ``num_resamples`` > 1 repeats each step that many times (RePaint): the
+    result is noised back up and denoised again, so the new region can agree with the kept one.
+    With ``num_resamples=1`` this is step for step ``StableDiffusionInpaintPipeline``.
+    ``on_step(i, t, latents)`` is called after each blended step.
+    """
+    if int(num_resamples) < 1:
+        raise ValueError(f"num_resamples={num_resamples}: use 1 (no resampling) or more")
+    name = type(pipe.scheduler).__name__
+    if num_resamples > 1 and name not in REPEATABLE_STEP:
+        raise ValueError(f"num_resamples={num_resamples} repeats each step, which needs a "
+                         f"scheduler whose step keeps no state; {name} does: load the pipeline "
+                         "with scheduler='ddim' or set "
+                         "pipe.scheduler = make_scheduler(pipe, 'ddim')")
+    timesteps = img2img_timesteps(pipe.scheduler, steps, strength)
+    x = prepare_image(pipe, image)
+    m = latent_mask(check_mask(mask, x), pipe.vae_scale_factor).to(pipe.device, x.dtype)
+    uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
+    init, noise = encode_image(pipe, x, generator)
+    # The pipeline copies the latents into a plain (not channels-last) layout; the same layout
+    # makes the UNet round exactly as it does there.
+    init = init.contiguous()
+    scheduler, unet = pipe.scheduler, pipe.unet
+    if strength == 1.0:
+        latents = noise * scheduler.init_noise_sigma
+    else:
+        latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(len(init)))
+    guided = guidance_scale > 1
+    text = torch.cat([uncond, cond]) if guided else cond
+    step_kwargs = {"generator": generator} if "generator" in _step_args(scheduler) else {}
+    for i, t in enumerate(timesteps):
+        last = i == len(timesteps) - 1
+        for r in range(int(num_resamples)):
+            model_input = torch.cat([latents] * 2) if guided else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            noise_pred = unet(model_input, t, encoder_hidden_states=text).sample
+            if guided:
+                noise_pred = cfg_combine(*noise_pred.chunk(2), guidance_scale)
+            stepped = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+            known = init if last else scheduler.add_noise(
+                init, noise, torch.tensor([timesteps[i + 1]]))
+            stepped = blend(stepped, known, m)
+            if r < num_resamples - 1 and not last:
+                latents = renoise(scheduler, stepped, timesteps[i + 1], t, generator)
+            else:
+                latents = stepped
+                break
+        if on_step is not None:
+            replaced = on_step(i, t, latents)
+            latents = latents if replaced is None else replaced
+    return latents
 
 
 def crop_and_resize(image, size: int | tuple[int, int], *, zoom: float = 1.0,

@@ -1,0 +1,180 @@
+"""Inpainting masks: white (255) means repaint, black (0) means keep.
+
+A mask is a binary PIL "L" image at the picture's size. Make one from a function (a rectangle,
+an ellipse, a scene object's box, a file) or draw one with :class:`sdlearn.widgets.MaskEditor`.
+
+>>> m = rectangle((64, 64), x0=8, x1=40, y0=16, y1=48)
+>>> m.mode, m.size, m.getbbox()
+('L', (64, 64), (8, 16, 40, 48))
+>>> latent_mask(m, 8).squeeze().int().tolist()[2]
+[0, 1, 1, 1, 1, 0, 0, 0]
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+
+class MaskThresholdWarning(UserWarning):
+    """A mask with grey values was made binary (values ≥ 128 count as white: repaint)."""
+
+
+def _size(size_or_image) -> tuple[int, int]:
+    """``(width, height)`` from a size, a PIL image, an array or a tensor."""
+    if isinstance(size_or_image, Image.Image):
+        return size_or_image.size
+    if isinstance(size_or_image, int):
+        return size_or_image, size_or_image
+    if isinstance(size_or_image, np.ndarray):
+        h, w = size_or_image.shape[:2]
+        return w, h
+    if isinstance(size_or_image, torch.Tensor):
+        h, w = size_or_image.shape[-2:]
+        return int(w), int(h)
+    w, h = size_or_image
+    return int(w), int(h)
+
+
+def _as_2d(arr: np.ndarray) -> np.ndarray:
+    """``(H, W)``, ``(1, H, W)`` or ``(1, 1, H, W)`` as ``(H, W)``."""
+    if arr.ndim < 2 or int(np.prod(arr.shape[:-2])) != 1:
+        raise ValueError(f"mask has shape {arr.shape}: give a 2-D array (height, width)")
+    return arr.reshape(arr.shape[-2:])
+
+
+def _from_bool(keep: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.where(keep, 255, 0).astype(np.uint8), mode="L")
+
+
+def _pixel_centres(size) -> tuple[np.ndarray, np.ndarray]:
+    w, h = _size(size)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    return xs, ys
+
+
+def rectangle(size, x0: float, x1: float, y0: float, y1: float) -> Image.Image:
+    """White where ``x0 ≤ x < x1`` and ``y0 ≤ y < y1`` (pixel centres), for a ``size`` or image.
+
+    >>> rectangle(64, 0, 32, 0, 64).getbbox()   # the left half
+    (0, 0, 32, 64)
+    """
+    xs, ys = _pixel_centres(size)
+    return _from_bool((xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1))
+
+
+def ellipse(size, x0: float, x1: float, y0: float, y1: float) -> Image.Image:
+    """White inside the ellipse inscribed in the box ``[x0, x1) × [y0, y1)``.
+
+    >>> ellipse(64, 16, 48, 16, 48).getbbox()
+    (16, 16, 48, 48)
+    """
+    xs, ys = _pixel_centres(size)
+    cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+    if rx <= 0 or ry <= 0:
+        return _from_bool(np.zeros_like(xs, dtype=bool))
+    return _from_bool(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2 < 1)
+
+
+def object_box(scene, index: int, size: int = 64, *, margin: float = 2) -> Image.Image:
+    """A rectangle around object ``index`` of a shapes-world scene, ``margin`` pixels wider.
+
+    >>> from sdlearn.shapes import Scene, ShapeObject
+    >>> scene = Scene("white", [ShapeObject("circle", "red", "big", "center")])
+    >>> object_box(scene, 0).getbbox()
+    (17, 17, 47, 47)
+    """
+    if not 0 <= index < len(scene.objects):
+        raise ValueError(f"index={index}: the scene has {len(scene.objects)} object(s)")
+    obj = scene.objects[index]
+    (cx, cy), half = obj.center, obj.extent / 2
+    return rectangle(size, (cx - half) * size - margin, (cx + half) * size + margin,
+                     (cy - half) * size - margin, (cy + half) * size + margin)
+
+
+def invert(mask) -> Image.Image:
+    """Swap repaint and keep."""
+    return _from_bool(np.asarray(binary(mask)) == 0)
+
+
+def binary(mask, *, threshold: int = 128) -> Image.Image:
+    """``mask`` as a binary "L" image; grey values are thresholded with a warning that says so.
+
+    Accepts a PIL image (RGB, RGBA and "1" are converted to grey), a 2-D array or tensor
+    (bool, 0/1 or 0/255).
+    """
+    if isinstance(mask, torch.Tensor):
+        mask = mask.detach().cpu().numpy()
+    if isinstance(mask, np.ndarray):
+        arr = _as_2d(mask)
+        if arr.dtype == bool or (arr.size and arr.max() <= 1):
+            arr = arr.astype(np.float64) * 255
+        arr = np.asarray(arr, dtype=np.float64)
+    elif isinstance(mask, Image.Image):
+        arr = np.asarray(mask.convert("L"), dtype=np.float64)
+    else:
+        raise TypeError(f"mask is a {type(mask).__name__}: give a PIL image or a 2-D array")
+    grey = (arr > 0) & (arr < 255)
+    if grey.any():
+        warnings.warn(f"the mask is not binary ({int(grey.sum())} pixels between black and "
+                      f"white); made binary: values ≥ {threshold} repaint, the rest is kept",
+                      MaskThresholdWarning, stacklevel=2)
+    return _from_bool(arr >= threshold)
+
+
+def check_mask(mask, image) -> Image.Image:
+    """``mask`` made binary, after checking that it has the size of ``image``."""
+    mw, mh = _size(_as_2d(mask) if isinstance(mask, np.ndarray) else mask)
+    iw, ih = _size(image)
+    if (mw, mh) != (iw, ih):
+        raise ValueError(f"the mask is {mw}x{mh} but the image is {iw}x{ih}: make the mask at "
+                         f"the image's size, e.g. mask.resize(({iw}, {ih}), Image.NEAREST), or "
+                         "pass the image itself as the size (sdlearn.masks.rectangle(image, ...))")
+    return binary(mask)
+
+
+def load_mask(path, size=None) -> Image.Image:
+    """A mask from a picture file (white = repaint); resized (nearest) to ``size`` if given."""
+    mask = Image.open(Path(path)).convert("L")
+    if size is not None:
+        mask = mask.resize(_size(size), Image.NEAREST)
+    return binary(mask)
+
+
+def mask_tensor(mask) -> torch.Tensor:
+    """A binary mask as a float tensor ``(1, 1, H, W)``: 1 = repaint, 0 = keep."""
+    arr = np.asarray(binary(mask), dtype=np.float32) / 255
+    return torch.from_numpy(arr)[None, None]
+
+
+def latent_mask(mask, factor: int, *, mode: str = "nearest") -> torch.Tensor:
+    """The mask at the latents' size, ``(1, 1, H/factor, W/factor)``.
+
+    ``mode="nearest"`` is what diffusers' inpainting pipeline does: each latent cell takes the
+    value of one pixel of its block (the top-left one), so thin strokes can vanish.
+    ``mode="any"`` repaints a cell if any pixel of its block is white (a max-pool).
+    """
+    m = mask_tensor(mask)
+    h, w = m.shape[-2:]
+    if h % factor or w % factor:
+        raise ValueError(f"the mask is {w}x{h}, not a multiple of the VAE factor {factor}")
+    if mode == "nearest":
+        return F.interpolate(m, size=(h // factor, w // factor))
+    if mode == "any":
+        return F.max_pool2d(m, factor)
+    raise ValueError(f"mode={mode!r}: use 'nearest' (as diffusers) or 'any'")
+
+
+def overlay(image, mask, *, color=(255, 40, 40), opacity: float = 0.5) -> Image.Image:
+    """The picture with the repaint region tinted by ``color``, to see a mask in place."""
+    from .images import to_pil
+
+    img = to_pil(image).convert("RGB")
+    m = np.asarray(check_mask(mask, img), dtype=np.float64)[..., None] / 255 * opacity
+    arr = np.asarray(img, dtype=np.float64) * (1 - m) + np.asarray(color, dtype=np.float64) * m
+    return Image.fromarray(np.rint(arr).astype(np.uint8))

@@ -1,0 +1,160 @@
+import numpy as np
+import pytest
+import torch
+from diffusers import StableDiffusionInpaintPipeline
+from PIL import Image
+
+from sdlearn import load_pipeline, make_generator
+from sdlearn.editing import blend, inpaint, renoise
+from sdlearn.masks import (
+    MaskThresholdWarning,
+    binary,
+    check_mask,
+    ellipse,
+    invert,
+    latent_mask,
+    load_mask,
+    object_box,
+    overlay,
+    rectangle,
+)
+from sdlearn.models import quiet_loading
+from sdlearn.shapes import Scene, ShapeObject, random_scene, render_image
+
+
+def _pixels(mask):
+    return np.asarray(mask) > 0
+
+
+def test_rectangle_and_ellipse_cover_the_expected_pixels():
+    r = _pixels(rectangle((64, 48), 8, 40, 16, 32))
+    assert r.shape == (48, 64) and r.sum() == 32 * 16
+    assert r[16, 8] and r[31, 39] and not r[15, 8] and not r[16, 40]
+    e = _pixels(ellipse(64, 16, 48, 16, 48))
+    ys, xs = np.nonzero(e)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (16, 47, 16, 47)
+    assert abs(e.sum() - np.pi * 16 ** 2) < 40  # the area of a circle of radius 16
+    assert not e[16, 16]  # the box's corner is outside
+
+
+def test_object_box_and_invert():
+    scene = Scene("white", [ShapeObject("square", "red", "small", "top left")])
+    box = _pixels(object_box(scene, 0, 64, margin=1))
+    img = np.asarray(render_image(scene, 64))
+    red = (img != img[-1, -1]).any(axis=2)
+    assert red.sum() > 20 and box[red].all()  # the box holds every painted pixel
+    assert box.sum() < 2 * red.sum()
+    assert (_pixels(invert(object_box(scene, 0))) != _pixels(object_box(scene, 0))).all()
+    with pytest.raises(ValueError, match="index=1: the scene has 1 object"):
+        object_box(scene, 1)
+
+
+def test_non_binary_mask_is_thresholded_and_says_so():
+    grey = Image.fromarray(np.array([[0, 100], [128, 255]], dtype=np.uint8), mode="L")
+    with pytest.warns(MaskThresholdWarning, match="not binary .2 pixels"):
+        m = binary(grey)
+    assert np.asarray(m).tolist() == [[0, 0], [255, 255]]
+    assert np.asarray(binary(np.array([[True, False]]))).tolist() == [[255, 0]]
+
+
+def test_mask_of_the_wrong_size_is_explained():
+    with pytest.raises(ValueError, match=r"the mask is 32x32 but the image is 64x48: .*"
+                                         r"mask.resize\(\(64, 48\), Image.NEAREST\)"):
+        check_mask(rectangle(32, 0, 8, 0, 8), Image.new("RGB", (64, 48)))
+
+
+def test_load_mask(tmp_path):
+    rectangle(64, 0, 32, 0, 64).convert("RGB").save(tmp_path / "m.png")
+    assert _pixels(load_mask(tmp_path / "m.png")).sum() == 32 * 64
+    assert load_mask(tmp_path / "m.png", size=32).size == (32, 32)
+
+
+def test_latent_mask_nearest_is_diffusers_and_any_is_a_max_pool():
+    m = rectangle(64, 9, 40, 16, 48)  # starts one pixel into the second block
+    near = latent_mask(m, 8).squeeze()
+    assert near.shape == (8, 8)
+    assert near[2].tolist() == [0, 0, 1, 1, 1, 0, 0, 0]  # block 1's top-left pixel is black
+    assert latent_mask(m, 8, mode="any").squeeze()[2].tolist() == [0, 1, 1, 1, 1, 0, 0, 0]
+    with quiet_loading():
+        from diffusers.image_processor import VaeImageProcessor
+    proc = VaeImageProcessor(vae_scale_factor=8, do_normalize=False, do_binarize=True,
+                             do_convert_grayscale=True)
+    theirs = torch.nn.functional.interpolate(proc.preprocess(m, height=64, width=64),
+                                             size=(8, 8))
+    assert torch.equal(latent_mask(m, 8), theirs)
+
+
+def test_overlay_tints_only_the_mask():
+    img = Image.new("RGB", (16, 16), (0, 0, 255))
+    out = np.asarray(overlay(img, rectangle(16, 0, 8, 0, 16)))
+    assert (out[:, 8:] == [0, 0, 255]).all() and (out[:, :8, 0] > 100).all()
+
+
+@pytest.mark.parametrize("scheduler", ["pndm", "ddim", "euler"])
+@pytest.mark.parametrize("strength", [0.6, 1.0])
+def test_inpaint_by_hand_equals_the_diffusers_pipeline(scheduler, strength):
+    pipe = load_pipeline(scheduler=scheduler)
+    with quiet_loading():
+        inp = StableDiffusionInpaintPipeline.from_pipe(pipe)
+    inp.set_progress_bar_config(disable=True)
+    assert inp.unet is pipe.unet and pipe.unet.config.in_channels == 4
+    image = render_image(random_scene(5), 64)
+    mask = ellipse(image, 10, 50, 20, 60)
+    mine = inpaint(pipe, image, mask, "a green triangle", strength=strength, steps=6,
+                   generator=make_generator(1))
+    theirs = inp("a green triangle", image=image, mask_image=mask, strength=strength,
+                 num_inference_steps=6, output_type="latent", generator=make_generator(1)).images
+    assert torch.equal(mine, theirs)
+
+
+def test_kept_region_is_the_noised_original_until_the_end(tiny_pipe):
+    image = render_image(random_scene(2), 64)
+    mask = rectangle(64, 0, 32, 0, 64)
+    m = latent_mask(mask, 8)
+    seen = []
+    out = inpaint(tiny_pipe, image, mask, "x", steps=4, generator=make_generator(0),
+                  on_step=lambda i, t, lat: seen.append(lat.clone()))
+    from sdlearn.editing import encode_image, prepare_image
+    init, _ = encode_image(tiny_pipe, prepare_image(tiny_pipe, image), make_generator(0))
+    assert torch.equal(out * (1 - m), init * (1 - m))  # the last step puts back the clean latents
+    assert len(seen) == len(tiny_pipe.scheduler.timesteps)  # PNDM: 4 steps, 5 timesteps
+
+
+def test_resampling_repeats_steps_and_needs_ddim():
+    pipe = load_pipeline(scheduler="ddim")
+    image = render_image(random_scene(2), 64)
+    mask = rectangle(64, 16, 48, 16, 48)
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        a = inpaint(pipe, image, mask, "x", steps=4, num_resamples=3, generator=make_generator(0))
+    finally:
+        hook.remove()
+    assert len(calls) == 3 * 3 + 1  # every step but the last is done 3 times
+    b = inpaint(pipe, image, mask, "x", steps=4, num_resamples=3, generator=make_generator(0))
+    assert torch.equal(a, b)  # seeded
+    with pytest.raises(ValueError, match="num_resamples=2 .* PNDMScheduler does"):
+        inpaint(load_pipeline(), image, mask, "x", steps=4, num_resamples=2)
+    with pytest.raises(ValueError, match="num_resamples=0"):
+        inpaint(pipe, image, mask, "x", steps=4, num_resamples=0)
+
+
+def test_renoise_matches_the_forward_process_statistics():
+    sched = load_pipeline(scheduler="ddim").scheduler
+    x = torch.zeros(1, 4, 64, 64)
+    out = renoise(sched, x, 1, 901, make_generator(0))
+    abar = sched.alphas_cumprod
+    expected = (1 - abar[901] / abar[1]).sqrt()
+    assert abs(out.std() - expected) < 0.02
+    y = torch.ones(1, 1, 1, 1)
+    assert torch.equal(blend(2 * y, 3 * y, torch.ones_like(y)), 2 * y)
+
+
+def test_inpaint_bad_inputs_are_named(tiny_pipe):
+    image = render_image(random_scene(2), 64)
+    with pytest.raises(ValueError, match="the mask is 32x32 but the image is 64x64"):
+        inpaint(tiny_pipe, image, rectangle(32, 0, 8, 0, 8), "x", steps=2)
+    with pytest.raises(ValueError, match="strength=1.5 is outside"):
+        inpaint(tiny_pipe, image, rectangle(64, 0, 8, 0, 8), "x", steps=2, strength=1.5)
+    with pytest.warns(MaskThresholdWarning):
+        inpaint(tiny_pipe, image, Image.new("L", (64, 64), 200), "x", steps=1)
