@@ -1,4 +1,4 @@
-"""Controls for the notebooks: the parameter playground.
+"""Controls for the notebooks: the parameter playground and the mask editor.
 
 Everything is kept in Python, so the widgets can be driven and tested without a browser:
 set the controls' values, call ``.generate()`` (what the button does), read ``.image``.
@@ -10,16 +10,25 @@ set the controls' values, call ``.generate()`` (what the button does), read ``.i
 >>> play.steps.value = 5
 >>> play.generate().size
 (64, 64)
+>>> from sdlearn.widgets import MaskEditor
+>>> editor = MaskEditor(play.image)
+>>> editor.x0.value, editor.x1.value = 0, 32
+>>> editor.mask.getbbox()   # the left half (y spans the whole picture by default)
+(0, 0, 32, 64)
 """
 
 from __future__ import annotations
 
 import io
+import sys
 
 import ipywidgets as w
+import numpy as np
+from PIL import Image
 
+from . import masks
 from .device import make_generator
-from .images import upscale
+from .images import to_pil, upscale
 from .models import SCHEDULERS, make_scheduler, quiet_loading
 
 
@@ -102,3 +111,185 @@ class Playground:
         self.message.value = (f"seed {self.settings['seed']}, {self.settings['scheduler']}, "
                               f"{self.settings['num_inference_steps']} steps")
         return self.image
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class MaskEditor:
+    """Make an inpainting mask over a picture: a rectangle or ellipse from sliders, an invert
+    toggle, and a brush where the notebook can show the drawing canvas (``ipycanvas``).
+
+    The mask lives in Python: ``editor.mask`` is a binary PIL "L" image at the picture's size
+    (white = repaint). Setting the sliders' values, or calling :meth:`paint`, changes it the
+    same way the controls do, so it all works, and is tested, without a browser.
+
+    The sliders and the preview are core ipywidgets and work everywhere. The brush canvas is a
+    custom widget; until its front end reports that it loaded, the status line says so, and
+    where it cannot load (or ``brush=False``) the sliders are the way to make the mask.
+    """
+
+    SHAPES = ("rectangle", "ellipse", "none")
+
+    def __init__(self, image, mask=None, *, shape: str = "rectangle",
+                 brush: bool | str = "auto", display_size: int = 256,
+                 brush_radius: int | None = None):
+        self.image = to_pil(image).convert("RGB")
+        width, height = self.image.size
+        if shape not in self.SHAPES:
+            raise ValueError(f"shape={shape!r}: use one of {', '.join(self.SHAPES)}")
+        self.scale = display_size / max(width, height)
+        self.display = (round(width * self.scale), round(height * self.scale))
+        box = dict(continuous_update=True, layout=w.Layout(width="95%"))
+        self.x0 = w.IntSlider(value=width // 4, min=0, max=width, description="x0", **box)
+        self.x1 = w.IntSlider(value=3 * width // 4, min=0, max=width, description="x1", **box)
+        self.y0 = w.IntSlider(value=0, min=0, max=height, description="y0", **box)
+        self.y1 = w.IntSlider(value=height, min=0, max=height, description="y1", **box)
+        self.shape = w.ToggleButtons(options=self.SHAPES, value=shape, description="shape")
+        self.invert = w.Checkbox(value=False, description="invert (keep the inside)")
+        radius = brush_radius or max(1, round(max(width, height) / 32))
+        self.brush_radius = w.IntSlider(value=radius, min=1, max=max(2, max(width, height) // 4),
+                                        description="brush")
+        self.brush_mode = w.ToggleButtons(options=["paint", "erase"], value="paint",
+                                          description="brush does")
+        self.clear = w.Button(description="Clear strokes", icon="eraser")
+        self.view = w.Image(format="png", width=self.display[0], height=self.display[1])
+        self.status = w.HTML()
+        # Brush strokes: +1 painted (repaint), -1 erased (keep), 0 left to the shape.
+        self.strokes = np.zeros((height, width), dtype=np.int8)
+        self._last: tuple[float, float] | None = None
+        self.canvas = self._make_canvas(brush)
+        for control in (self.x0, self.x1, self.y0, self.y1, self.shape, self.invert):
+            control.observe(lambda _: self.redraw(), names="value")
+        self.clear.on_click(lambda _: self.clear_strokes())
+        controls = [self.shape, self.x0, self.x1, self.y0, self.y1, self.invert]
+        if self.canvas is not None:
+            controls += [self.brush_mode, self.brush_radius, self.clear]
+        self.widget = w.HBox([w.VBox(controls + [self.status], layout=w.Layout(width="50%")),
+                              w.VBox([self.view] + ([self.canvas] if self.canvas else []))])
+        if mask is not None:
+            self.set_mask(mask)
+        self.redraw()
+
+    def set_mask(self, mask):
+        """Start from an existing mask (same size as the picture): it becomes brush strokes."""
+        mask = np.asarray(masks.check_mask(mask, self.image)) > 0
+        with self.shape.hold_trait_notifications():
+            self.shape.value = "none"
+        self.invert.value = False
+        self.strokes[:] = np.where(mask, 1, 0)
+        self.redraw()
+
+    # -- the brush canvas, where it can be shown
+    def _make_canvas(self, brush):
+        if brush not in (True, False, "auto"):
+            raise ValueError(f"brush={brush!r}: use True, False or 'auto'")
+        reason = None
+        if brush is False:
+            reason = "off (brush=False)"
+        else:
+            try:
+                import ipycanvas
+            except ImportError:
+                reason = "needs the ipycanvas package (pip install ipycanvas)"
+        if reason:
+            self.status.value = f"Brush {reason}: the sliders make the mask."
+            return None
+        canvas = ipycanvas.Canvas(width=self.display[0], height=self.display[1],
+                                  layout=w.Layout(width=f"{self.display[0]}px",
+                                                  height=f"{self.display[1]}px"))
+        canvas.on_mouse_down(self.on_mouse_down)
+        canvas.on_mouse_move(self.on_mouse_move)
+        canvas.on_mouse_up(self.on_mouse_up)
+        canvas.on_mouse_out(self.on_mouse_up)
+        canvas.on_client_ready(self._canvas_ready)
+        colab = " (in Colab, run the first cell: it turns on custom widgets)" \
+            if "google.colab" in sys.modules else ""
+        self.status.value = ("Waiting for the drawing canvas to load. If this message stays, "
+                             f"this notebook cannot show custom widgets{colab}: the sliders "
+                             "still make the mask.")
+        self.canvas_ready = False
+        return canvas
+
+    def _canvas_ready(self):
+        self.canvas_ready = True
+        self.view.layout.display = "none"  # the canvas shows the same picture, and takes strokes
+        self.status.value = "Draw on the picture to paint (or erase) the mask."
+        self.redraw()
+
+    def _to_image(self, x: float, y: float) -> tuple[float, float]:
+        return x / self.scale, y / self.scale
+
+    def on_mouse_down(self, x: float, y: float):
+        """A brush event in canvas pixels (what the canvas sends): starts a stroke."""
+        self._last = self._to_image(x, y)
+        self.paint([self._last])
+
+    def on_mouse_move(self, x: float, y: float):
+        """Continues the stroke while the button is down; ignored otherwise."""
+        if self._last is None:
+            return
+        point = self._to_image(x, y)
+        self.paint([self._last, point])
+        self._last = point
+
+    def on_mouse_up(self, x: float = 0, y: float = 0):
+        """Ends the stroke."""
+        self._last = None
+
+    def paint(self, points, *, radius: float | None = None, erase: bool | None = None):
+        """Draw a stroke through ``points`` (image pixels): discs along each segment.
+
+        ``erase`` defaults to the brush mode; ``radius`` to the brush slider.
+        """
+        radius = float(radius if radius is not None else self.brush_radius.value)
+        erase = self.brush_mode.value == "erase" if erase is None else erase
+        h, w_ = self.strokes.shape
+        ys, xs = np.mgrid[0:h, 0:w_].astype(np.float64) + 0.5
+        hit = np.zeros((h, w_), dtype=bool)
+        points = [tuple(map(float, p)) for p in points]
+        for (ax, ay), (bx, by) in zip(points, points[1:] or points, strict=False):
+            dx, dy = bx - ax, by - ay
+            length2 = dx * dx + dy * dy
+            t = 0.0 if length2 == 0 else np.clip(((xs - ax) * dx + (ys - ay) * dy) / length2,
+                                                 0, 1)
+            hit |= (xs - ax - t * dx) ** 2 + (ys - ay - t * dy) ** 2 <= radius ** 2
+        self.strokes[hit] = -1 if erase else 1
+        self.redraw()
+
+    def clear_strokes(self):
+        """Forget every brush stroke."""
+        self.strokes[:] = 0
+        self.redraw()
+
+    # -- the mask
+    @property
+    def mask(self) -> Image.Image:
+        """The mask: binary "L", the picture's size, white (255) = repaint."""
+        width, height = self.image.size
+        lo_x, hi_x = sorted((self.x0.value, self.x1.value))
+        lo_y, hi_y = sorted((self.y0.value, self.y1.value))
+        if self.shape.value == "none":
+            base = np.zeros((height, width), dtype=bool)
+        else:
+            make = masks.rectangle if self.shape.value == "rectangle" else masks.ellipse
+            base = np.asarray(make(self.image, lo_x, hi_x, lo_y, hi_y)) > 0
+        painted = (base | (self.strokes > 0)) & ~(self.strokes < 0)
+        if self.invert.value:
+            painted = ~painted
+        return Image.fromarray(np.where(painted, 255, 0).astype(np.uint8), mode="L")
+
+    def redraw(self):
+        """Refresh the preview (and the canvas) from the controls."""
+        shown = masks.overlay(self.image, self.mask).resize(self.display, Image.NEAREST)
+        self.view.value = _png(shown)
+        if self.canvas is not None and getattr(self, "canvas_ready", False):
+            self.canvas.put_image_data(np.asarray(shown), 0, 0)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)

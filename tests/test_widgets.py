@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
+from PIL import Image
 
-from sdlearn import load_pipeline, make_generator
-from sdlearn.widgets import Playground
+from sdlearn import load_pipeline, make_generator, masks
+from sdlearn.widgets import MaskEditor, Playground
 
 
 def test_playground_click_makes_exactly_the_requested_image(tiny_pipe):
@@ -33,3 +35,78 @@ def test_playground_default_scheduler_uses_the_pipe_itself(tiny_pipe):
     play.steps.value = 2
     image = play.generate()
     assert image.size == (64, 64) and "seed 0" in play.message.value
+
+
+# --------------------------------------------------------------------------- MaskEditor
+
+
+def _same(a, b) -> bool:
+    return np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def _image(w=64, h=48):
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def test_sliders_give_the_exact_mask():
+    editor = MaskEditor(_image())
+    editor.x0.value, editor.x1.value, editor.y0.value, editor.y1.value = 8, 40, 4, 20
+    assert editor.mask.mode == "L" and editor.mask.size == (64, 48)
+    assert _same(editor.mask, masks.rectangle((64, 48), 8, 40, 4, 20))
+    editor.shape.value = "ellipse"
+    assert _same(editor.mask, masks.ellipse((64, 48), 8, 40, 4, 20))
+    editor.invert.value = True
+    assert _same(editor.mask, masks.invert(masks.ellipse((64, 48), 8, 40, 4, 20)))
+    editor.x0.value, editor.x1.value = 40, 8  # crossed sliders mean the same box
+    editor.invert.value = False
+    assert _same(editor.mask, masks.ellipse((64, 48), 8, 40, 4, 20))
+
+
+def test_sliders_update_the_preview():
+    editor = MaskEditor(_image(), brush=False)
+    before = editor.view.value
+    editor.x1.value = 60
+    assert editor.view.value != before
+    assert "Brush off" in editor.status.value
+
+
+def test_brush_events_set_the_right_pixels():
+    editor = MaskEditor(_image(), shape="none", display_size=256, brush_radius=2)
+    assert editor.canvas is not None and editor.scale == 4
+    assert not np.asarray(editor.mask).any()
+    # A stroke in canvas pixels, as the canvas sends them:
+    # (40, 40) → (120, 40) is (10, 10) → (30, 10) in the picture.
+    editor.on_mouse_down(40, 40)
+    editor.on_mouse_move(120, 40)
+    editor.on_mouse_up(120, 40)
+    editor.on_mouse_move(200, 150)  # the button is up: not painted
+    m = np.asarray(editor.mask) > 0
+    ys, xs = np.nonzero(m)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (8, 31, 8, 11)
+    assert m[10, 8:32].all() and not m[30:, :].any()
+    # Erasing takes pixels out, also from the slider shape.
+    editor.shape.value = "rectangle"
+    editor.x0.value, editor.x1.value, editor.y0.value, editor.y1.value = 0, 64, 0, 48
+    editor.brush_mode.value = "erase"
+    editor.on_mouse_down(128, 96)  # image (32, 24)
+    editor.on_mouse_up()
+    m = np.asarray(editor.mask) > 0
+    assert not m[24, 32] and m[24, 20] and m.sum() == 64 * 48 - 12  # pixel centres within 2 px: 12
+    editor.clear_strokes()
+    assert np.asarray(editor.mask).all()
+
+
+def test_wrong_size_mask_is_explained():
+    with pytest.raises(ValueError, match="the mask is 32x32 but the image is 64x48"):
+        MaskEditor(_image(), mask=masks.rectangle(32, 0, 8, 0, 8))
+    editor = MaskEditor(_image(), mask=masks.rectangle((64, 48), 0, 8, 0, 8))
+    assert _same(editor.mask, masks.rectangle((64, 48), 0, 8, 0, 8))
+    with pytest.raises(ValueError, match="shape='star'"):
+        MaskEditor(_image(), shape="star")
+
+
+def test_canvas_takes_over_when_its_front_end_is_ready():
+    editor = MaskEditor(_image())
+    assert "Waiting for the drawing canvas" in editor.status.value
+    editor._canvas_ready()  # what ipycanvas calls once the browser shows the canvas
+    assert editor.view.layout.display == "none" and "Draw on the picture" in editor.status.value
