@@ -546,3 +546,105 @@ def noise_to_strength(pipe) -> Exercise:
             (lambda x, n, ts, s: x + n, "the mix is weighted: √ᾱ_t · x0 + √(1 − ᾱ_t) · noise — "
                                         "scheduler.add_noise does it"),
         ])
+
+
+# ----------------------------------------------------------------------------- 07_inpainting
+
+def _mask_cases(pipe) -> list[tuple]:
+    from .masks import ellipse, rectangle
+
+    f = pipe.vae_scale_factor
+    size = pipe.unet.config.sample_size * f
+    return [(rectangle(size, f + 1, size // 2 + 3, f // 2, size - f), f),
+            (ellipse(size, 0, size * 3 // 4, size // 4, size), f),
+            (rectangle((size, size // 2), 0, size // 2, 0, size // 2), f)]
+
+
+@_grader
+def latent_mask(pipe) -> Exercise:
+    """Exercise: ``latent_mask(mask, factor)`` → the pixel mask at the latents' size, as
+    diffusers makes it: a float tensor ``(1, 1, H/factor, W/factor)`` of 0s and 1s."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    def pixels(mask):
+        return torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255)[None, None]
+
+    def reference(mask, factor):
+        m = pixels(mask)
+        return F.interpolate(m, size=(m.shape[-2] // factor, m.shape[-1] // factor))
+
+    return Exercise(
+        "latent_mask", reference, lambda: _mask_cases(pipe),
+        mistakes=[
+            (lambda m, f: pixels(m), "that is still the pixel mask: the latent mask is "
+                                     "factor times smaller in each direction"),
+            (lambda m, f: reference(m, f) * 255, "scale the mask to 0 and 1 (divide by 255): it "
+                                                 "multiplies the latents"),
+            (lambda m, f: 1 - reference(m, f), "white (1) means repaint: don't invert the mask"),
+            (lambda m, f: F.max_pool2d(pixels(m), f),
+             "that is a max-pool (a cell is repainted if any pixel is white); diffusers uses "
+             "F.interpolate's default, nearest"),
+            (lambda m, f: F.avg_pool2d(pixels(m), f), "an average gives fractions on the "
+                                                      "edges; use F.interpolate (nearest) so it "
+                                                      "stays 0 or 1"),
+            (lambda m, f: F.interpolate(pixels(m), scale_factor=1 / f, mode="bilinear"),
+             "bilinear gives fractions on the edges; use F.interpolate's default, nearest"),
+        ],
+        checks=[(lambda got, exp, args: tuple(got.shape) == tuple(exp.shape),
+                 "the latent mask has shape (1, 1, height // factor, width // factor)")])
+
+
+@_grader
+def put_back(pipe) -> Exercise:
+    """Exercise: ``put_back(latents, init_latents, noise, mask, next_t, scheduler)`` → the
+    latents after a step with the kept region restored (noised to ``next_t``; clean if None)."""
+    from .masks import rectangle
+    from .models import make_scheduler
+
+    f = pipe.vae_scale_factor
+    size = pipe.unet.config.sample_size * f
+    sched = make_scheduler("ddim", pipe.scheduler.config)
+    sched.set_timesteps(10)
+    ts = sched.timesteps
+
+    def reference(latents, init, noise, mask, next_t, scheduler):
+        known = init if next_t is None else scheduler.add_noise(init, noise, next_t.reshape(1))
+        return (1 - mask) * known + mask * latents
+
+    def cases():
+        from .masks import latent_mask as to_latent
+
+        mask = to_latent(rectangle(size, 0, size // 2, f, size), f)
+        lat, init, noise = (_latents(pipe, s).float().cpu() for s in (21, 22, 23))
+        return [(lat, init, noise, mask, ts[3], sched), (lat, init, noise, mask, ts[8], sched),
+                (lat, init, noise, mask, None, sched)]
+
+    def same_t(latents, init, noise, mask, next_t, scheduler, *, swap=False, clean=False,
+               t=None):
+        known = init if next_t is None or clean else scheduler.add_noise(
+            init, noise, (t if t is not None else next_t).reshape(1))
+        m = 1 - mask if swap else mask
+        return (1 - m) * known + m * latents
+
+    def previous(latents, init, noise, mask, next_t, scheduler):
+        if next_t is None:
+            return None
+        earlier = ts[max(0, list(ts).index(next_t) - 1)]
+        return same_t(latents, init, noise, mask, next_t, scheduler, t=earlier)
+
+    return Exercise(
+        "put_back", reference, cases,
+        mistakes=[
+            (lambda *a: same_t(*a, swap=True), "the mask is 1 where we repaint: the new "
+                                               "latents go there, the original elsewhere"),
+            (lambda *a: same_t(*a, clean=True), "the latents are still noisy after this step: "
+                                                "noise the original to next_t with "
+                                                "scheduler.add_noise before putting it back"),
+            (lambda lat, *a: lat, "put back the kept region: (1 − mask) · known + mask · latents"),
+            (previous, "after the step the latents are at the level of next_t, not of the step "
+                       "just done"),
+            (lambda lat, init, noise, mask, t, s: s.add_noise(init, noise, t.reshape(1))
+             if t is not None else init,
+             "that replaces everything: keep the new latents where the mask is 1"),
+        ])
