@@ -548,6 +548,60 @@ def noise_to_strength(pipe) -> Exercise:
         ])
 
 
+def _img2img(pipe, image, prompt, strength, seed, steps, guidance_scale, *, all_steps=False,
+             pure_noise=False, unscaled=False, mode=False):
+    """img2img by hand with switches that reproduce typical mistakes."""
+    from .editing import img2img_timesteps, prepare_image
+    from .sampling import denoise, encode_prompts
+
+    generator = _gen(seed)
+    timesteps = img2img_timesteps(pipe.scheduler, steps, strength)
+    uncond, cond = encode_prompts(pipe, prompt)
+    with torch.no_grad():
+        dist = pipe.vae.encode(prepare_image(pipe, image)).latent_dist
+        init = dist.mode() if mode else dist.sample(generator)
+    init = init if unscaled else init * pipe.vae.config.scaling_factor
+    noise = torch.randn(init.shape, generator=generator, dtype=init.dtype).to(init.device)
+    latents = noise if pure_noise else pipe.scheduler.add_noise(init, noise, timesteps[:1])
+    if all_steps:
+        pipe.scheduler.set_timesteps(steps)
+        timesteps = pipe.scheduler.timesteps
+        if hasattr(pipe.scheduler, "set_begin_index"):
+            pipe.scheduler.set_begin_index(0)
+    return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator)
+
+
+@_grader
+def img2img_loop(pipe) -> Exercise:
+    """Exercise: ``img2img_by_hand(pipe, image, prompt, strength, seed, steps, guidance_scale)``
+    → the final latents, as ``StableDiffusionImg2ImgPipeline`` makes them."""
+    from .models import make_scheduler, quiet_loading
+    from .shapes import Scene, ShapeObject, render_image
+
+    with quiet_loading():
+        euler = type(pipe).from_pipe(pipe, scheduler=make_scheduler("euler",
+                                                                    pipe.scheduler.config))
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    image = render_image(Scene("white", [ShapeObject("circle", "red", "big", "center")]), size)
+    prompt = "a big blue square in the center on a white background"
+    return Exercise(
+        "img2img_loop", _img2img, [(pipe, image, prompt, 0.6, 0, 5, 7.5),
+                                   (euler, image, prompt, 0.5, 1, 4, 7.5)],
+        mistakes=[
+            (lambda *a: _img2img(*a, pure_noise=True),
+             "start from the picture: noise its latents with scheduler.add_noise(init, noise, "
+             "timesteps[:1]) instead of starting from the noise alone"),
+            (lambda *a: _img2img(*a, all_steps=True),
+             "run only the timesteps from the start step on (img2img_timesteps or "
+             "scheduler.timesteps[start * scheduler.order:]), not the whole schedule"),
+            (lambda *a: _img2img(*a, unscaled=True),
+             "multiply the encoded latents by vae.config.scaling_factor before adding noise"),
+            (lambda *a: _img2img(*a, mode=True),
+             "diffusers samples the latents, latent_dist.sample(generator), before drawing the "
+             "noise from the same generator; .mode() changes both"),
+        ], atol=1e-3, rtol=1e-3)
+
+
 # ----------------------------------------------------------------------------- 07_inpainting
 
 def _mask_cases(pipe) -> list[tuple]:

@@ -1,5 +1,6 @@
 """Every grader accepts the reference, names typical mistakes, and never breaks the lesson."""
 
+import torch
 import pytest
 
 from sdlearn import load_pipeline
@@ -81,3 +82,22 @@ def test_reference_loop_equals_the_pipeline(scheduler):
     theirs = pipe(prompt, num_inference_steps=4, output_type="latent",
                   generator=make_generator(3)).images
     assert (_loop(pipe, prompt, 3, 4, 7.5) == theirs).all()
+
+
+@pytest.mark.parametrize("scheduler", ["pndm", "euler"])
+def test_reference_img2img_equals_the_pipeline(scheduler):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    from sdlearn import make_generator
+    from sdlearn.check import _img2img
+    from sdlearn.models import quiet_loading
+    from sdlearn.shapes import random_scene, render_image
+
+    pipe = load_pipeline(scheduler=scheduler)
+    with quiet_loading():
+        i2i = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
+    i2i.set_progress_bar_config(disable=True)
+    image = render_image(random_scene(4), 64)
+    theirs = i2i("a red circle", image=image, strength=0.6, num_inference_steps=5,
+                 output_type="latent", generator=make_generator(2)).images
+    assert torch.equal(_img2img(pipe, image, "a red circle", 0.6, 2, 5, 7.5), theirs)
