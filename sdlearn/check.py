@@ -702,3 +702,81 @@ def put_back(pipe) -> Exercise:
              if t is not None else init,
              "that replaces everything: keep the new latents where the mask is 1"),
         ])
+
+
+# ----------------------------------------------------------------------------- 08_speed
+
+def _sleeper(durations):
+    """A function whose n-th call takes ``durations[n]`` seconds (the last one repeats)."""
+    import time
+
+    calls = []
+
+    def fn():
+        time.sleep(durations[min(len(calls), len(durations) - 1)])
+        calls.append(1)
+    return fn
+
+
+@_grader
+def cold_and_warm(pipe) -> Exercise:
+    """Exercise: ``cold_and_warm(fn, repeats)`` → ``(first_call_seconds, median_seconds)``:
+    time one warm-up call alone, then the median of ``repeats`` further calls."""
+    import statistics
+    import time
+
+    def timed(fn):
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    def reference(fn, repeats):
+        return timed(fn), statistics.median(timed(fn) for _ in range(repeats))
+
+    def mean_of_rest(fn, repeats):
+        return timed(fn), statistics.mean(timed(fn) for _ in range(repeats))
+
+    def no_warmup(fn, repeats):
+        runs = [timed(fn) for _ in range(repeats)]
+        return runs[0], statistics.median(runs)
+
+    def all_together(fn, repeats):
+        runs = [timed(fn) for _ in range(repeats + 1)]
+        return runs[0], statistics.mean(runs)
+
+    # Each grading calls the functions with a fresh sleeper: a slow first call, then a mix.
+    plan = [(0.15, 0.02, 0.02, 0.07, 0.02, 0.07), (0.12, 0.03, 0.08, 0.03)]
+    return Exercise(
+        "cold_and_warm", reference, [(plan[0], 5), (plan[1], 3)],
+        adapt=lambda f: lambda durations, repeats: f(_sleeper(durations), repeats),
+        mistakes=[
+            (mean_of_rest, "use the median of the timed runs, not the mean: one slow run (a "
+                           "hiccup of the machine) should not move the result"),
+            (no_warmup, "time the first call apart (the warm-up), then `repeats` more calls for "
+                        "the median — the first call is slower and must not be one of them"),
+            (all_together, "keep the first call out of the summary: time it alone, then take "
+                           "the median of the `repeats` calls after it"),
+        ], atol=0.012, rtol=0.0)
+
+
+@_grader
+def weights_bytes(pipe) -> Exercise:
+    """Exercise: ``weights_bytes(module, dtype)`` → bytes of the module's parameters once cast
+    to ``dtype``."""
+    def reference(module, dtype):
+        return sum(p.numel() * dtype.itemsize for p in module.parameters())
+
+    cases = [(pipe.unet, torch.float32), (pipe.unet, torch.float16),
+             (pipe.text_encoder, torch.bfloat16)]
+    return Exercise(
+        "weights_bytes", reference, cases,
+        mistakes=[
+            (lambda m, d: sum(p.numel() for p in m.parameters()),
+             "that is the number of parameters: multiply each by the bytes per element, "
+             "dtype.itemsize (4 for float32, 2 for float16)"),
+            (lambda m, d: sum(p.numel() * 4 for p in m.parameters()),
+             "that counts 4 bytes per parameter (float32, the weights' dtype now); count them "
+             "as `dtype`: dtype.itemsize is 2 for float16 and bfloat16"),
+            (lambda m, d: reference(m, d) / 2 ** 20, "return bytes, not MiB"),
+            (lambda m, d: reference(m, d) / 1e6, "return bytes, not MB"),
+        ], atol=0, rtol=0)

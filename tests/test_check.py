@@ -1,7 +1,7 @@
 """Every grader accepts the reference, names typical mistakes, and never breaks the lesson."""
 
-import torch
 import pytest
+import torch
 
 from sdlearn import load_pipeline
 from sdlearn.check import EXERCISES

@@ -1,0 +1,375 @@
+"""Measuring speed honestly, and the speed settings of lesson 08.
+
+Timing GPU or CPU work needs a warm-up (the first call pays for allocation, kernel selection,
+compilation), a synchronisation (a GPU runs asynchronously: stop the clock only when it is
+done), and several runs summarised by their median and spread.
+
+>>> t = measure(lambda: sum(range(10_000)), repeats=5)
+>>> len(t.runs), t.median <= max(t.runs)
+(5, True)
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+
+
+def synchronize(device=None) -> None:
+    """Wait until the device has finished its queued work (a no-op on the CPU)."""
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device is not None and device.type == "mps":
+        torch.mps.synchronize()
+
+
+@dataclass
+class Timing:
+    """Seconds: ``cold`` (the first, warm-up call), ``runs`` (the timed calls after it)."""
+
+    cold: float
+    runs: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    @property
+    def spread(self) -> float:
+        """Largest minus smallest timed run."""
+        return max(self.runs) - min(self.runs)
+
+    def __str__(self) -> str:
+        return (f"{self.median:.3f} s median of {len(self.runs)} (spread {self.spread:.3f} s), "
+                f"first call {self.cold:.3f} s")
+
+
+def measure(fn: Callable[[], object], *, repeats: int = 5, device=None) -> Timing:
+    """Time ``fn()``: one warm-up call (timed apart as ``cold``), then ``repeats`` timed calls,
+    each ended by a synchronisation of ``device``."""
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats}: time at least one run")
+
+    def once() -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        return time.perf_counter() - start
+
+    cold = once()
+    return Timing(cold, [once() for _ in range(repeats)])
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of ``fn()`` counted by torch's FLOP counter (a multiply-add
+    is 2 FLOPs; matmuls, convolutions and attention are counted, element-wise ops are not)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_rate(device="cpu", dtype=torch.float32, n: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of a large square matmul: a practical peak rate for this device and dtype."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    t = measure(lambda: a @ b, repeats=repeats, device=device)
+    return 2 * n ** 3 / t.median
+
+
+def weights_bytes(module: torch.nn.Module, dtype: torch.dtype | None = None) -> int:
+    """Bytes the parameters take, in their own dtype or as if cast to ``dtype``.
+
+    >>> layer = torch.nn.Linear(10, 10)
+    >>> weights_bytes(layer), weights_bytes(layer, torch.float16)
+    (440, 220)
+    """
+    return sum(p.numel() * (dtype or p.dtype).itemsize for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------- SD 1.5's size
+
+def sd15_unet_config() -> dict:
+    """Stable Diffusion 1.5's UNet architecture (860 M parameters; 64×64 latents for 512²)."""
+    return dict(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768,
+        attention_head_dim=8, norm_num_groups=32,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                          "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                        "CrossAttnUpBlock2D"))
+
+
+def sd15_vae_config() -> dict:
+    """Stable Diffusion 1.5's VAE (84 M parameters, factor 8, scaling factor 0.18215)."""
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+        block_out_channels=(128, 256, 512, 512), norm_num_groups=32, sample_size=512,
+        scaling_factor=0.18215,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+
+
+def sd15_text_config() -> dict:
+    """CLIP ViT-L/14's text encoder, as in Stable Diffusion 1.5 (123 M parameters)."""
+    return dict(vocab_size=49408, hidden_size=768, intermediate_size=3072,
+                num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
+                hidden_act="quick_gelu", projection_dim=768)
+
+
+def sd15_sized_pipeline(device="cpu", dtype=torch.float32, seed: int = 0):
+    """A pipeline with Stable Diffusion 1.5's architecture and *random* weights.
+
+    Speed does not depend on the weights, so this times SD 1.5 without a download (its
+    pictures are noise). Our CLIP tokenizer and SD's PNDM scheduler complete it.
+    """
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .models import make_scheduler, quiet_loading
+    from .text import load_tokenizer
+
+    torch.manual_seed(seed)
+    with torch.device(device), quiet_loading():
+        unet = UNet2DConditionModel(**sd15_unet_config())
+        vae = AutoencoderKL(**sd15_vae_config())
+        text = CLIPTextModel(CLIPTextConfig(**sd15_text_config()))
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text, tokenizer=load_tokenizer(), unet=unet,
+        scheduler=make_scheduler("pndm"), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipe.to(device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# ----------------------------------------------------------------------------- settings
+
+@dataclass
+class Setting:
+    """One way to run the pipeline: a name, what it changes, and whether it can run here."""
+
+    name: str
+    apply: Callable  # (pipe) -> pipe: a changed deep copy
+    autocast: torch.dtype | None = None
+    note: str = ""
+
+
+def _cast(dtype):
+    def apply(pipe):
+        from .models import quiet_loading
+
+        with quiet_loading():  # diffusers warns about casting loaded models; ours are whole
+            return pipe.to(dtype=dtype)
+    return apply
+
+
+def _plain_attention(pipe):
+    from diffusers.models.attention_processor import AttnProcessor
+
+    pipe.unet.set_attn_processor(AttnProcessor())
+    pipe.vae.set_attn_processor(AttnProcessor())
+    return pipe
+
+
+def _channels_last(pipe):
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    return pipe
+
+
+def _compiled(pipe):
+    pipe.unet = torch.compile(pipe.unet)
+    return pipe
+
+
+def _chain(*steps):
+    def apply(pipe):
+        for step in steps:
+            pipe = step(pipe)
+        return pipe
+    return apply
+
+
+def settings(device="cpu", *, compile: bool = True) -> list[Setting]:
+    """The settings lesson 08 compares, for ``device`` (float16 is a GPU format)."""
+    half = torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+    rows = [
+        Setting("float32 (diffusers' defaults)", lambda p: p),
+        Setting("classic attention (no SDPA)", _plain_attention),
+        Setting("channels_last", _channels_last),
+        Setting("bfloat16 weights", _cast(torch.bfloat16)),
+        Setting("autocast bfloat16", lambda p: p, autocast=torch.bfloat16),
+    ]
+    if torch.device(device).type == "cuda":
+        rows.append(Setting("float16 weights", _cast(torch.float16)))
+    if compile:
+        rows.append(Setting("torch.compile (UNet)", _compiled))
+        rows.append(Setting(f"{str(half)[6:]} + channels_last + compile",
+                            _chain(_cast(half), _channels_last, _compiled)))
+    return rows
+
+
+def _attention_slicing(pipe):
+    pipe.enable_attention_slicing()
+    return pipe
+
+
+def _vae_slicing_tiling(pipe):
+    pipe.vae.enable_slicing()
+    pipe.vae.enable_tiling()
+    return pipe
+
+
+def memory_settings() -> list[Setting]:
+    """Settings that save memory (GPU peak memory is where they show), not time."""
+    return [Setting("attention slicing", _attention_slicing),
+            Setting("VAE slicing + tiling", _vae_slicing_tiling)]
+
+
+def run_setting(pipe, setting: Setting, *, prompt: str, images: int, steps: int,
+                repeats: int = 3, seed: int = 0, reference=None) -> dict:
+    """Time one setting on a deep copy of ``pipe``; returns a row of the speed table."""
+    import numpy as np
+
+    device = pipe.device
+    p = setting.apply(copy.deepcopy(pipe))
+    out = {}
+
+    def call():
+        gen = torch.Generator("cpu").manual_seed(seed)
+        ctx = (torch.autocast(device.type, dtype=setting.autocast) if setting.autocast
+               else nullcontext())
+        with torch.inference_mode(), ctx:
+            out["images"] = p([prompt] * images, num_inference_steps=steps, generator=gen,
+                              output_type="np").images
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    timing = measure(call, repeats=repeats, device=device)
+    row = {"setting": setting.name, "cold_s": timing.cold, "median_s": timing.median,
+           "spread_s": timing.spread, "runs_s": timing.runs,
+           "images_per_s": images / timing.median}
+    if device.type == "cuda":
+        row["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+    if reference is not None:
+        diff = np.abs(out["images"].astype(np.float64) - reference) * 255
+        row["max_pixel_diff"], row["mean_pixel_diff"] = float(diff.max()), float(diff.mean())
+    row["images"] = out["images"]
+    return row
+
+
+def speed_table(pipe, rows: list[Setting], *, prompt: str = "a big red circle in the center",
+                images: int = 1, steps: int = 10, repeats: int = 3,
+                progress: bool = True) -> list[dict]:
+    """Every setting timed in one run; speed-ups over the first row; pictures compared with it."""
+    from tqdm.auto import tqdm
+
+    table, reference = [], None
+    for setting in tqdm(rows, desc="settings", disable=not progress):
+        try:
+            row = run_setting(pipe, setting, prompt=prompt, images=images, steps=steps,
+                              repeats=repeats, reference=reference)
+        except Exception as error:  # a setting this machine cannot run: say so, go on
+            table.append({"setting": setting.name, "error": f"{type(error).__name__}: {error}"})
+            continue
+        if reference is None:
+            reference = row["images"].astype("float64")
+        table.append(row)
+    base = table[0]["median_s"]
+    for row in table:
+        if "median_s" in row:
+            row["speedup"] = base / row["median_s"]
+    return table
+
+
+def format_table(table: list[dict]) -> str:
+    """The speed table as text, one setting per line."""
+    lines = [f"{'setting':34} {'first call':>10} {'median':>8} {'spread':>7} {'speed-up':>8}"
+             f" {'max px diff':>11}"]
+    for row in table:
+        if "error" in row:
+            lines.append(f"{row['setting']:34} could not run: {row['error'][:60]}")
+            continue
+        diff = f"{row['max_pixel_diff']:.1f}" if "max_pixel_diff" in row else "—"
+        mem = f"  {row['peak_memory_gb']:.2f} GB" if "peak_memory_gb" in row else ""
+        lines.append(f"{row['setting']:34} {row['cold_s']:9.2f}s {row['median_s']:7.3f}s "
+                     f"{row['spread_s']:6.3f}s {row['speedup']:7.2f}× {diff:>11}{mem}")
+    return "\n".join(lines)
+
+
+def unet_inputs(pipe, images: int = 1, guided: bool = True):
+    """Latents, a timestep and text states of the right shapes for one UNet call."""
+    unet = pipe.unet
+    batch = images * (2 if guided else 1)
+    size = unet.config.sample_size
+    gen = torch.Generator("cpu").manual_seed(0)
+    latents = torch.randn((batch, unet.config.in_channels, size, size), generator=gen)
+    text = torch.randn((batch, pipe.tokenizer.model_max_length,
+                        unet.config.cross_attention_dim), generator=gen)
+    return (latents.to(pipe.device, unet.dtype), torch.tensor(500, device=pipe.device),
+            text.to(pipe.device, unet.dtype))
+
+
+def breakdown(pipe, *, prompt: str = "a big red circle in the center", steps: int = 10,
+              repeats: int = 3) -> dict[str, float]:
+    """Where one picture's time goes (seconds, medians): text encoder, UNet steps, VAE decode,
+    and the rest of the pipeline (scheduler, pre- and post-processing)."""
+    device = pipe.device
+    latents, t, text = unet_inputs(pipe)
+    one = latents[:1]
+
+    def whole():
+        pipe(prompt, num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(0),
+             output_type="np")
+
+    with torch.inference_mode():
+        parts = {
+            "text encoder": measure(lambda: pipe.encode_prompt(prompt, device, 1, True),
+                                    repeats=repeats, device=device).median,
+            "UNet steps": steps * measure(lambda: pipe.unet(latents, t, text),
+                                          repeats=repeats, device=device).median,
+            "VAE decode": measure(lambda: pipe.vae.decode(one), repeats=repeats,
+                                  device=device).median,
+        }
+        total = measure(whole, repeats=repeats, device=device).median
+    parts["the rest"] = max(0.0, total - sum(parts.values()))
+    return parts
+
+
+def machine() -> dict:
+    """The hardware and library versions a timing was made on."""
+    import os
+    import platform
+
+    import diffusers
+    import transformers
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or
+            platform.machine(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "diffusers": diffusers.__version__, "transformers": transformers.__version__}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def as_json(table: list[dict]) -> list[dict]:
+    """The table without the pictures, ready for ``json.dump``."""
+    return [{k: v for k, v in row.items() if k != "images"} for row in table]
+
+
+__all__ = ["Timing", "measure", "synchronize", "count_flops", "matmul_rate", "weights_bytes",
+           "sd15_sized_pipeline", "settings", "speed_table", "format_table", "machine",
+           "as_json"]
