@@ -328,6 +328,8 @@ def breakdown(pipe, *, prompt: str = "a big red circle in the center", steps: in
     device = pipe.device
     latents, t, text = unet_inputs(pipe)
     one = latents[:1]
+    pipe.scheduler.set_timesteps(steps)
+    calls = len(pipe.scheduler.timesteps)  # PNDM adds one call (its warm-up step)
 
     def whole():
         pipe(prompt, num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(0),
@@ -337,7 +339,7 @@ def breakdown(pipe, *, prompt: str = "a big red circle in the center", steps: in
         parts = {
             "text encoder": measure(lambda: pipe.encode_prompt(prompt, device, 1, True),
                                     repeats=repeats, device=device).median,
-            "UNet steps": steps * measure(lambda: pipe.unet(latents, t, text),
+            "UNet steps": calls * measure(lambda: pipe.unet(latents, t, text),
                                           repeats=repeats, device=device).median,
             "VAE decode": measure(lambda: pipe.vae.decode(one), repeats=repeats,
                                   device=device).median,
