@@ -548,8 +548,8 @@ def noise_to_strength(pipe) -> Exercise:
         ])
 
 
-def _img2img(pipe, image, prompt, strength, seed, steps, guidance_scale, *, all_steps=False,
-             pure_noise=False, unscaled=False, mode=False):
+def _img2img(pipe, image, prompt, strength, seed, steps=25, guidance_scale=7.5, *,
+             all_steps=False, pure_noise=False, unscaled=False, mode=False):
     """img2img by hand with switches that reproduce typical mistakes."""
     from .editing import img2img_timesteps, prepare_image
     from .sampling import denoise, encode_prompts
