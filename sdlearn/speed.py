@@ -135,7 +135,7 @@ def sd15_sized_pipeline(device="cpu", dtype=torch.float32, seed: int = 0):
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from .models import make_scheduler, quiet_loading
+    from .models import SD_SCHEDULER_CONFIG, make_scheduler, quiet_loading
     from .text import load_tokenizer
 
     torch.manual_seed(seed)
@@ -145,9 +145,10 @@ def sd15_sized_pipeline(device="cpu", dtype=torch.float32, seed: int = 0):
         text = CLIPTextModel(CLIPTextConfig(**sd15_text_config()))
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=text, tokenizer=load_tokenizer(), unet=unet,
-        scheduler=make_scheduler("pndm"), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False)
-    pipe.to(device, dtype)
+        scheduler=make_scheduler("pndm", SD_SCHEDULER_CONFIG), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+    with quiet_loading():  # diffusers warns about casting; random weights have no fp32-only parts
+        pipe.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -67,3 +67,12 @@ def test_a_setting_that_fails_is_reported_not_raised(tiny_pipe):
     table = speed.speed_table(tiny_pipe, rows, steps=1, repeats=1, progress=False)
     assert table[1]["error"] == "RuntimeError: not on this machine"
     assert "could not run" in speed.format_table(table)
+
+
+def test_sd15_sized_pipeline_is_assembled_without_weights_in_memory():
+    pipe = speed.sd15_sized_pipeline("meta")  # shapes only: no 4 GB of random weights
+    assert sum(p.numel() for p in pipe.unet.parameters()) == 859_520_964
+    assert pipe.vae.config.scaling_factor == 0.18215
+    assert type(pipe.scheduler).__name__ == "PNDMScheduler"
+    assert pipe.tokenizer.model_max_length == 77
+    assert pipe.text_encoder.config.hidden_size == pipe.unet.config.cross_attention_dim == 768
