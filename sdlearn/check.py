@@ -571,6 +571,11 @@ def _img2img(pipe, image, prompt, strength, seed, steps=25, guidance_scale=7.5, 
     return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator)
 
 
+def _loop_tolerance(pipe) -> float:
+    """Whole loops add rounding: float32 agrees to 1e-3, half precision to a few 1e-2."""
+    return 1e-3 if pipe.unet.dtype == torch.float32 else 5e-2
+
+
 @_grader
 def img2img_loop(pipe) -> Exercise:
     """Exercise: ``img2img_by_hand(pipe, image, prompt, strength, seed, steps, guidance_scale)``
@@ -599,7 +604,7 @@ def img2img_loop(pipe) -> Exercise:
             (lambda *a: _img2img(*a, mode=True),
              "diffusers samples the latents, latent_dist.sample(generator), before drawing the "
              "noise from the same generator; .mode() changes both"),
-        ], atol=1e-3, rtol=1e-3)
+        ], atol=_loop_tolerance(pipe), rtol=_loop_tolerance(pipe))
 
 
 # ----------------------------------------------------------------------------- 07_inpainting
@@ -745,9 +750,10 @@ def cold_and_warm(pipe) -> Exercise:
         return runs[0], statistics.mean(runs)
 
     # Each grading calls the functions with a fresh sleeper: a slow first call, then a mix.
-    plan = [(0.15, 0.02, 0.02, 0.07, 0.02, 0.07), (0.12, 0.03, 0.08, 0.03)]
+    # Durations far apart, so a loaded machine's timing noise cannot blur the verdicts.
+    plan = [(0.30, 0.04, 0.04, 0.14, 0.04, 0.14), (0.40, 0.06, 0.18)]
     return Exercise(
-        "cold_and_warm", reference, [(plan[0], 5), (plan[1], 3)],
+        "cold_and_warm", reference, [(plan[0], 5), (plan[1], 2)],
         adapt=lambda f: lambda durations, repeats: f(_sleeper(durations), repeats),
         mistakes=[
             (mean_of_rest, "use the median of the timed runs, not the mean: one slow run (a "
@@ -756,7 +762,9 @@ def cold_and_warm(pipe) -> Exercise:
                         "the median — the first call is slower and must not be one of them"),
             (all_together, "keep the first call out of the summary: time it alone, then take "
                            "the median of the `repeats` calls after it"),
-        ], atol=0.012, rtol=0.0)
+            (lambda fn, repeats: (timed(fn), min(timed(fn) for _ in range(repeats))),
+             "that is the fastest run; report the median, the typical run"),
+        ], atol=0.02, rtol=0.0)
 
 
 @_grader
@@ -775,8 +783,8 @@ def weights_bytes(pipe) -> Exercise:
              "that is the number of parameters: multiply each by the bytes per element, "
              "dtype.itemsize (4 for float32, 2 for float16)"),
             (lambda m, d: sum(p.numel() * 4 for p in m.parameters()),
-             "that counts 4 bytes per parameter (float32, the weights' dtype now); count them "
-             "as `dtype`: dtype.itemsize is 2 for float16 and bfloat16"),
+             "that counts 4 bytes per parameter whatever the dtype; use dtype.itemsize "
+             "(4 for float32, 2 for float16 and bfloat16)"),
             (lambda m, d: reference(m, d) / 2 ** 20, "return bytes, not MiB"),
             (lambda m, d: reference(m, d) / 1e6, "return bytes, not MB"),
         ], atol=0, rtol=0)

@@ -107,11 +107,12 @@ def renoise(scheduler, latents: torch.Tensor, t_from, t_to, generator=None) -> t
     One forward-diffusion jump: ``x_to = √(ᾱ_to/ᾱ_from)·x_from + √(1 − ᾱ_to/ᾱ_from)·ε``.
     This is what resampling (RePaint) does before it repeats a step.
     """
-    abar = scheduler.alphas_cumprod
-    ratio = (abar[int(t_to)] / abar[int(t_from)]).to(latents.dtype)
+    abar = scheduler.alphas_cumprod.float()  # 1 − ratio in float16 would lose its digits
+    ratio = abar[int(t_to)] / abar[int(t_from)]
+    keep, add = ratio.sqrt().to(latents.dtype), (1 - ratio).sqrt().to(latents.dtype)
     eps = torch.randn(latents.shape, generator=generator, dtype=latents.dtype,
                       device=generator.device if generator is not None else latents.device)
-    return ratio.sqrt() * latents + (1 - ratio).sqrt() * eps.to(latents.device)
+    return keep * latents + add * eps.to(latents.device)
 
 
 # Schedulers whose step() keeps no memory of earlier steps, so a step can be repeated.

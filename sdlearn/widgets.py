@@ -149,7 +149,7 @@ class MaskEditor:
         self.y0 = w.IntSlider(value=0, min=0, max=height, description="y0", **box)
         self.y1 = w.IntSlider(value=height, min=0, max=height, description="y1", **box)
         self.shape = w.ToggleButtons(options=self.SHAPES, value=shape, description="shape")
-        self.invert = w.Checkbox(value=False, description="invert (keep the inside)")
+        self.invert = w.Checkbox(value=False, description="invert the shape (keep its inside)")
         radius = brush_radius or max(1, round(max(width, height) / 32))
         self.brush_radius = w.IntSlider(value=radius, min=1, max=max(2, max(width, height) // 4),
                                         description="brush")
@@ -277,9 +277,9 @@ class MaskEditor:
         else:
             make = masks.rectangle if self.shape.value == "rectangle" else masks.ellipse
             base = np.asarray(make(self.image, lo_x, hi_x, lo_y, hi_y)) > 0
+        if self.invert.value:  # the shape's inside is kept; brush strokes still mean what
+            base = ~base       # they say (paint = repaint, erase = keep)
         painted = (base | (self.strokes > 0)) & ~(self.strokes < 0)
-        if self.invert.value:
-            painted = ~painted
         return Image.fromarray(np.where(painted, 255, 0).astype(np.uint8), mode="L")
 
     def redraw(self):

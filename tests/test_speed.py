@@ -56,7 +56,7 @@ def test_speed_table_and_breakdown_on_the_tiny_model(tiny_pipe):
     assert tiny_pipe.unet.dtype == torch.float32  # settings work on copies
     parts = speed.breakdown(tiny_pipe, steps=2, repeats=1)
     assert set(parts) == {"text encoder", "UNet steps", "VAE decode", "the rest"}
-    assert all(v >= 0 for v in parts.values())
+    assert all(parts[k] > 0 for k in ("text encoder", "UNet steps", "VAE decode"))
 
 
 def test_a_setting_that_fails_is_reported_not_raised(tiny_pipe):
