@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     if model == "sd15":
         pipe = speed.sd15_sized_pipeline(device)
     else:
-        pipe = sdlearn.load_pipeline(None if model == "tiny" else model, device=str(device))
+        pipe = sdlearn.load_pipeline(None if model == "tiny" else model, device=str(device),
+                                     dtype=torch.float32)  # the baseline; settings change it
         pipe.set_progress_bar_config(disable=True)
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     print(f"{model} on {device}: {images} image(s) × {steps} steps at {size}², "

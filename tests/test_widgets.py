@@ -110,3 +110,12 @@ def test_canvas_takes_over_when_its_front_end_is_ready():
     assert "Waiting for the drawing canvas" in editor.status.value
     editor._canvas_ready()  # what ipycanvas calls once the browser shows the canvas
     assert editor.view.layout.display == "none" and "Draw on the picture" in editor.status.value
+
+
+def test_invert_flips_the_shape_but_brush_strokes_keep_their_meaning():
+    editor = MaskEditor(_image(), brush_radius=1)
+    editor.x0.value, editor.x1.value, editor.y0.value, editor.y1.value = 0, 32, 0, 48
+    editor.invert.value = True  # now the left half is kept, the right half repainted
+    editor.paint([(10, 10)])    # paint = repaint, even inside the inverted shape
+    m = np.asarray(editor.mask) > 0
+    assert m[10, 9] and not m[30, 9] and m[30, 40]
