@@ -63,6 +63,10 @@ class TrainConfig:
     object_weight: float = 10.0    # loss weight of pixels that differ from the background
     kl_weight: float = 1e-8
     scale_samples: int = 4_096     # images used to measure the latents' std
+    # decoder fine-tune (encoder frozen), with plain backgrounds the first phase never saw
+    decoder_steps: int = 2_000
+    decoder_lr: float = 2e-4
+    empty_fraction: float = 0.1    # share of each batch replaced by an empty scene
     # text encoder + UNet
     unet_steps: int = 24_000
     unet_batch: int = 64
@@ -217,7 +221,9 @@ class Trainer:
         if not saved.exists():
             return
         old, new = json.loads(saved.read_text()), self.cfg.to_dict()
-        changed = sorted(k for k in new if k not in self.RESUMABLE and old.get(k) != new[k])
+        # A setting the saved run does not have is a phase added since: it has not run yet.
+        changed = sorted(k for k in new if k not in self.RESUMABLE and k in old
+                         and old[k] != new[k])
         if changed:
             raise ValueError(f"{self.out} holds a run with other settings ({', '.join(changed)}"
                              " differ): resume it with its own settings, or use a new --out")
@@ -255,6 +261,7 @@ class Trainer:
         done = self.out / "vae.safetensors"
         if done.exists():
             vae.load_state_dict(load_checkpoint(done)[0])
+            vae.eval()  # as a run that trained it leaves it
             return
         # Start with a small posterior std (logvar -6): sampling noise as large as the signal
         # would hide the image from the decoder. Training may still change it.
@@ -338,6 +345,71 @@ class Trainer:
         latents = (torch.cat(chunks) * factor).contiguous()
         save_checkpoint(path, {"latents": latents}, {"scaling_factor": factor})
         return latents
+
+    # -- phase 3b
+    def finetune_decoder(self) -> None:
+        """Fine-tune the decoder alone on the encoder's latents, with empty scenes mixed in.
+
+        The encoder stays frozen, so the latents, the scaling factor and the UNet's training
+        stay valid; only what the decoder paints from them improves (plain backgrounds, which
+        phase 1 never saw: every training scene has 1 to 3 objects).
+        """
+        cfg, vae = self.cfg, self.pipe.vae
+        done = self.out / "decoder.safetensors"
+        if cfg.decoder_steps <= 0:
+            return
+        if done.exists():
+            vae.load_state_dict(load_checkpoint(done)[0])
+            return
+        params = list(vae.decoder.parameters())
+        if getattr(vae, "post_quant_conv", None) is not None:
+            params += list(vae.post_quant_conv.parameters())
+        opt = torch.optim.AdamW(params, lr=cfg.decoder_lr, weight_decay=0.0)
+        ckpt, start = self.out / "decoder-ckpt.safetensors", 0
+        if ckpt.exists():
+            tensors, meta = load_checkpoint(ckpt)
+            vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
+            opt.load_state_dict(_optimizer_state("opt", tensors, opt.state_dict()))
+            start = meta["step"]
+        _, images, backgrounds = self.data
+        palette = np.array(list(COLORS.values()), dtype=np.uint8)
+        vae.decoder.train()
+        warmup = min(cfg.warmup_steps, cfg.decoder_steps // 10)
+        bar = tqdm(range(start, cfg.decoder_steps), desc="decoder", initial=start,
+                   total=cfg.decoder_steps)
+        for step in bar:
+            for g in opt.param_groups:
+                g["lr"] = cfg.decoder_lr * _lr_factor(step, cfg.decoder_steps, warmup)
+            rng = np.random.default_rng(_seed(cfg.seed, "decoder", step))
+            idx = rng.integers(0, len(images), cfg.vae_batch)
+            batch, bgs = images[idx].copy(), backgrounds[idx].copy()
+            empty = rng.random(cfg.vae_batch) < cfg.empty_fraction
+            colours = palette[rng.integers(0, len(palette), cfg.vae_batch)]
+            batch[empty] = colours[empty][:, None, None, :]
+            bgs[empty] = colours[empty]
+            x = _to_model(batch, self.device)
+            bg = torch.from_numpy(bgs).to(self.device).float() / 127.5 - 1
+            differs = (x - bg[:, :, None, None]).abs().amax(dim=1, keepdim=True) > 0.02
+            weight = 1 + (cfg.object_weight - 1) * differs.float()
+            with torch.no_grad():
+                z = vae.encode(x).latent_dist.mean  # what the UNet learns to produce
+            recon = vae.decode(z).sample
+            loss = (weight * (recon - x) ** 2).mean() / weight.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            psnr = 10 * math.log10(4 / max(F.mse_loss(recon, x).item(), 1e-10))
+            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr:.1f}")
+            if (step + 1) % 50 == 0:
+                self.log(phase="decoder", step=step + 1, loss=loss.item(), psnr=psnr)
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.decoder_steps:
+                save_checkpoint(ckpt, {**{f"vae.{k}": v for k, v in vae.state_dict().items()},
+                                       **_flatten_state("opt", opt.state_dict())},
+                                {"step": step + 1})
+        vae.eval()
+        save_checkpoint(done, vae.state_dict(), {"step": cfg.decoder_steps})
+        ckpt.unlink(missing_ok=True)
 
     # -- phase 4
     def train_unet(self, latents: torch.Tensor) -> None:
@@ -467,6 +539,7 @@ class Trainer:
         factor = self.measure_scaling_factor()
         print(f"scaling factor: {factor:.5f}")
         latents = self.encode_latents()
+        self.finetune_decoder()
         self.train_unet(latents)
         path = self.export()
         self.log(phase="done", seconds_this_run=round(time.time() - start, 1),

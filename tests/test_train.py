@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from sdlearn.train import TrainConfig, Trainer, load_checkpoint
 def cfg(tmp_path, small_arch):
     return TrainConfig(out=str(tmp_path / "run"), arch=small_arch, n_train=32, vae_steps=3,
                        vae_batch=4, unet_steps=4, unet_batch=4, warmup_steps=2,
-                       checkpoint_every=2, scale_samples=32, device="cpu")
+                       checkpoint_every=2, scale_samples=32, decoder_steps=3, device="cpu")
 
 
 def test_short_run_writes_a_loadable_shapes_pipeline(cfg):
@@ -40,11 +41,12 @@ def reference_run(tmp_path_factory, small_arch):
     out = tmp_path_factory.mktemp("ref")
     cfg = TrainConfig(out=str(out), arch=small_arch, n_train=32, vae_steps=3, vae_batch=4,
                       unet_steps=4, unet_batch=4, warmup_steps=2, checkpoint_every=2,
-                      scale_samples=32, device="cpu")
+                      scale_samples=32, decoder_steps=3, device="cpu")
     return Trainer(cfg).run().parent
 
 
-@pytest.mark.parametrize("crash_at", ["vae-ckpt.safetensors", "unet-ckpt.safetensors"])
+@pytest.mark.parametrize("crash_at", ["vae-ckpt.safetensors", "decoder-ckpt.safetensors",
+                                      "unet-ckpt.safetensors"])
 def test_interrupted_run_resumes_exactly(cfg, reference_run, monkeypatch, crash_at):
     real_save = train_module.save_checkpoint
 
@@ -58,7 +60,7 @@ def test_interrupted_run_resumes_exactly(cfg, reference_run, monkeypatch, crash_
         Trainer(cfg).run()
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
     resumed = Trainer(cfg).run().parent
-    for name in ("vae.safetensors", "unet.safetensors"):
+    for name in ("vae.safetensors", "decoder.safetensors", "unet.safetensors"):
         a, _ = load_checkpoint(reference_run / name)
         b, _ = load_checkpoint(resumed / name)
         assert a.keys() == b.keys()
@@ -78,3 +80,23 @@ def test_cli_rejects_bad_training_arguments(capsys):
 
     assert main(["train", "--out", "x", "--vae-steps", "0"]) == 2
     assert "--vae-steps must be 1 or more" in capsys.readouterr().err
+
+
+def test_decoder_finetune_keeps_the_encoder(reference_run):
+    vae, _ = load_checkpoint(reference_run / "vae.safetensors")
+    tuned, _ = load_checkpoint(reference_run / "decoder.safetensors")
+    assert vae.keys() == tuned.keys()
+    for k in vae:
+        if k.startswith(("encoder.", "quant_conv.")):
+            assert torch.equal(vae[k], tuned[k]), k
+    assert any(not torch.equal(vae[k], tuned[k]) for k in vae if k.startswith("decoder."))
+
+
+def test_a_run_from_before_a_new_phase_resumes(cfg):
+    Trainer(cfg)
+    path = Path(cfg.out) / "config.json"
+    saved = json.loads(path.read_text())
+    for key in ("decoder_steps", "decoder_lr", "empty_fraction"):
+        del saved[key]  # as written by a version without the decoder phase
+    path.write_text(json.dumps(saved))
+    Trainer(cfg)  # accepted: the phase has not run yet
