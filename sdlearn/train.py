@@ -1,4 +1,4 @@
-"""Training the tiny Stable Diffusion on the shapes world, from scratch, in four phases.
+"""Training the tiny Stable Diffusion on the shapes world, from scratch, in five phases.
 
 1. ``vae``: an ``AutoencoderKL`` learns to squeeze 64×64×3 images into 4×8×8 latents and back.
    Pixels that differ from the background weigh more in the loss, or the small shapes get
@@ -6,6 +6,8 @@
 2. ``scale``: the scaling factor is 1/std of the latents over a sample of images, as Stable
    Diffusion's authors computed 0.18215; it goes into the VAE's config.
 3. ``latents``: every training image is encoded once, and kept.
+3b. ``decoder``: the decoder alone is fine-tuned on the frozen encoder's latents, with empty
+   scenes mixed in (phase 1 sees only scenes with objects); the latents stay valid.
 4. ``unet``: the ``CLIPTextModel`` and the ``UNet2DConditionModel`` learn together to predict the
    noise added to the latents (Stable Diffusion's schedule), reading the caption through
    cross-attention. The caption is replaced by ``""`` for ``caption_dropout`` of the examples,
