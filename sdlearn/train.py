@@ -288,30 +288,39 @@ class Trainer:
             rng = np.random.default_rng(_seed(cfg.seed, "vae", step))  # per step: exact resume
             idx = rng.integers(0, len(images), cfg.vae_batch)
             x = _to_model(images[idx], self.device)
-            bg = torch.from_numpy(backgrounds[idx]).to(self.device).float() / 127.5 - 1
-            differs = (x - bg[:, :, None, None]).abs().amax(dim=1, keepdim=True) > 0.02
-            weight = 1 + (cfg.object_weight - 1) * differs.float()
             posterior = vae.encode(x).latent_dist
             z = posterior.sample(generator=self._generator("vae", step))
             recon = vae.decode(z).sample
-            rec_loss = (weight * (recon - x) ** 2).mean() / weight.mean()
+            rec_loss = self._reconstruction_loss(recon, x, backgrounds[idx])
             kl = posterior.kl().mean() / z[0].numel()
-            loss = rec_loss + cfg.kl_weight * kl
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-            opt.step()
-            psnr = 10 * math.log10(4 / max(F.mse_loss(recon, x).item(), 1e-10))
-            bar.set_postfix(loss=f"{rec_loss.item():.4f}", psnr=f"{psnr:.1f}")
-            if (step + 1) % 50 == 0:
-                self.log(phase="vae", step=step + 1, loss=rec_loss.item(), psnr=psnr)
-            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.vae_steps:
-                save_checkpoint(ckpt, {**{f"vae.{k}": v for k, v in vae.state_dict().items()},
-                                       **_flatten_state("opt", opt.state_dict())},
-                                {"step": step + 1})
+            self._vae_update("vae", step, cfg.vae_steps, opt, list(vae.parameters()), bar, ckpt,
+                             rec_loss + cfg.kl_weight * kl, rec_loss, recon, x)
         vae.eval()
         save_checkpoint(done, vae.state_dict(), {"step": cfg.vae_steps})
         ckpt.unlink(missing_ok=True)
+
+    def _reconstruction_loss(self, recon, x, backgrounds) -> torch.Tensor:
+        """MSE with pixels that differ from the background weighted ``object_weight`` times."""
+        bg = torch.from_numpy(backgrounds).to(self.device).float() / 127.5 - 1
+        differs = (x - bg[:, :, None, None]).abs().amax(dim=1, keepdim=True) > 0.02
+        weight = 1 + (self.cfg.object_weight - 1) * differs.float()
+        return (weight * (recon - x) ** 2).mean() / weight.mean()
+
+    def _vae_update(self, phase, step, total, opt, params, bar, ckpt, loss, shown, recon, x):
+        """One optimiser step of a VAE phase, with its progress, log and checkpoint."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        psnr = 10 * math.log10(4 / max(F.mse_loss(recon, x).item(), 1e-10))
+        bar.set_postfix(loss=f"{shown.item():.4f}", psnr=f"{psnr:.1f}")
+        if (step + 1) % 50 == 0:
+            self.log(phase=phase, step=step + 1, loss=shown.item(), psnr=psnr)
+        if (step + 1) % self.cfg.checkpoint_every == 0 and step + 1 < total:
+            vae = self.pipe.vae
+            save_checkpoint(ckpt, {**{f"vae.{k}": v for k, v in vae.state_dict().items()},
+                                   **_flatten_state("opt", opt.state_dict())},
+                            {"step": step + 1})
 
     # -- phase 2
     @torch.no_grad()
@@ -390,25 +399,12 @@ class Trainer:
             batch[empty] = colours[empty][:, None, None, :]
             bgs[empty] = colours[empty]
             x = _to_model(batch, self.device)
-            bg = torch.from_numpy(bgs).to(self.device).float() / 127.5 - 1
-            differs = (x - bg[:, :, None, None]).abs().amax(dim=1, keepdim=True) > 0.02
-            weight = 1 + (cfg.object_weight - 1) * differs.float()
             with torch.no_grad():
                 z = vae.encode(x).latent_dist.mean  # what the UNet learns to produce
             recon = vae.decode(z).sample
-            loss = (weight * (recon - x) ** 2).mean() / weight.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            psnr = 10 * math.log10(4 / max(F.mse_loss(recon, x).item(), 1e-10))
-            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr:.1f}")
-            if (step + 1) % 50 == 0:
-                self.log(phase="decoder", step=step + 1, loss=loss.item(), psnr=psnr)
-            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.decoder_steps:
-                save_checkpoint(ckpt, {**{f"vae.{k}": v for k, v in vae.state_dict().items()},
-                                       **_flatten_state("opt", opt.state_dict())},
-                                {"step": step + 1})
+            loss = self._reconstruction_loss(recon, x, bgs)
+            self._vae_update("decoder", step, cfg.decoder_steps, opt, params, bar, ckpt,
+                             loss, loss, recon, x)
         vae.eval()
         save_checkpoint(done, vae.state_dict(), {"step": cfg.decoder_steps})
         ckpt.unlink(missing_ok=True)
