@@ -273,12 +273,8 @@ class Trainer:
                 vae.quant_conv.weight[c:] = 0.0
                 vae.quant_conv.bias[c:] = -6.0
         opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-        ckpt, start = self.out / "vae-ckpt.safetensors", 0
-        if ckpt.exists():
-            tensors, meta = load_checkpoint(ckpt)
-            vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
-            opt.load_state_dict(_optimizer_state("opt", tensors, opt.state_dict()))
-            start = meta["step"]
+        ckpt = self.out / "vae-ckpt.safetensors"
+        start = self._vae_resume(ckpt, opt)
         _, images, backgrounds = self.data
         vae.train()
         bar = tqdm(range(start, cfg.vae_steps), desc="vae", initial=start, total=cfg.vae_steps)
@@ -305,6 +301,16 @@ class Trainer:
         differs = (x - bg[:, :, None, None]).abs().amax(dim=1, keepdim=True) > 0.02
         weight = 1 + (self.cfg.object_weight - 1) * differs.float()
         return (weight * (recon - x) ** 2).mean() / weight.mean()
+
+    def _vae_resume(self, ckpt, opt) -> int:
+        """Load a VAE phase's checkpoint (weights and optimiser) if there is one; its step."""
+        if not ckpt.exists():
+            return 0
+        tensors, meta = load_checkpoint(ckpt)
+        self.pipe.vae.load_state_dict({k[4:]: v for k, v in tensors.items()
+                                       if k.startswith("vae.")})
+        opt.load_state_dict(_optimizer_state("opt", tensors, opt.state_dict()))
+        return meta["step"]
 
     def _vae_update(self, phase, step, total, opt, params, bar, ckpt, loss, shown, recon, x):
         """One optimiser step of a VAE phase, with its progress, log and checkpoint."""
@@ -376,12 +382,8 @@ class Trainer:
         if getattr(vae, "post_quant_conv", None) is not None:
             params += list(vae.post_quant_conv.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.decoder_lr, weight_decay=0.0)
-        ckpt, start = self.out / "decoder-ckpt.safetensors", 0
-        if ckpt.exists():
-            tensors, meta = load_checkpoint(ckpt)
-            vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
-            opt.load_state_dict(_optimizer_state("opt", tensors, opt.state_dict()))
-            start = meta["step"]
+        ckpt = self.out / "decoder-ckpt.safetensors"
+        start = self._vae_resume(ckpt, opt)
         _, images, backgrounds = self.data
         palette = np.array(list(COLORS.values()), dtype=np.uint8)
         vae.decoder.train()
