@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import random
+import statistics
 import time
 import zlib
 from dataclasses import asdict, dataclass, field, fields
@@ -69,6 +70,7 @@ class TrainConfig:
     decoder_steps: int = 2_000
     decoder_lr: float = 2e-4
     empty_fraction: float = 0.1    # share of each batch replaced by an empty scene
+    decoder_margin: int = 0        # pixels around each object weighted like the object
     # text encoder + UNet
     unet_steps: int = 24_000
     unet_batch: int = 64
@@ -163,6 +165,36 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def log_times(log_path: Path, now: tuple[float, float] | None = None) -> dict:
+    """Wall time of a run from its log, and how much of it the run sat idle.
+
+    Each process (``run``) counts from its start to its last record; ``now`` adds the running
+    process (start, time). Idle time is an estimate: the excess of every gap between two
+    records of one phase over five times that phase's median gap (a run paused with SIGSTOP,
+    or starved of CPU by other work).
+    """
+    records = ([json.loads(line) for line in log_path.read_text().splitlines()]
+               if log_path.exists() else [])
+    spans: dict = {}  # run -> [first time, last time]; records of old versions have no "run"
+    gaps: dict = {}
+    for a, b in zip(records, records[1:], strict=False):
+        if a.get("run") == b.get("run") and a.get("phase") == b.get("phase"):
+            gaps.setdefault(a.get("phase"), []).append(b["time"] - a["time"])
+    for r in records:
+        start = r.get("run", r["time"])
+        span = spans.setdefault(r.get("run"), [start, start])
+        span[0], span[1] = min(span[0], start), max(span[1], r["time"])
+    if now is not None:
+        span = spans.setdefault(round(now[0], 1), [now[0], now[1]])
+        span[1] = max(span[1], now[1])
+    idle = 0.0
+    for phase_gaps in gaps.values():
+        usual = 5 * statistics.median(phase_gaps)
+        idle += sum(g - usual for g in phase_gaps if g > usual)
+    return {"wall_time_s": round(sum(b - a for a, b in spans.values())),
+            "idle_s": round(idle)}
+
+
 # ----------------------------------------------------------------------------- data
 
 def make_dataset(n: int, size: int, seed0: int = TRAIN_SEED0):
@@ -196,6 +228,11 @@ def world_token_ids(tokenizer) -> list[int]:
 
 # ----------------------------------------------------------------------------- phases
 
+# The decoder phase's settings may change on resume: nothing after it depends on the decoder
+# (the UNet learns the frozen encoder's latents), so the phase is redone and nothing else.
+DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "empty_fraction", "decoder_margin")
+
+
 class Trainer:
     """Runs the phases of a :class:`TrainConfig`, resuming from ``cfg.out``."""
 
@@ -216,7 +253,7 @@ class Trainer:
 
     # -- helpers
     # Settings a resumed run may change: they do not alter what was already computed.
-    RESUMABLE = {"out", "unet_steps", "checkpoint_every", "device", "threads"}
+    RESUMABLE = {"out", "unet_steps", "checkpoint_every", "device", "threads", *DECODER_SETTINGS}
 
     def _check_resumable(self) -> None:
         saved = self.out / "config.json"
@@ -238,15 +275,8 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def wall_seconds(self) -> float:
-        """Training time over every (resumed) run so far: each run's last logged elapsed time."""
-        last: dict = {}
-        if self.log_path.exists():
-            for line in self.log_path.read_text().splitlines():
-                r = json.loads(line)
-                if "run" in r:
-                    last[r["run"]] = r["elapsed"]
-        last[round(self.run_started, 1)] = time.time() - self.run_started
-        return sum(last.values())
+        """Training time over every (resumed) run so far; see :func:`log_times`."""
+        return log_times(self.log_path, now=(self.run_started, time.time()))["wall_time_s"]
 
     @property
     def data(self):
@@ -295,11 +325,18 @@ class Trainer:
         save_checkpoint(done, vae.state_dict(), {"step": cfg.vae_steps})
         ckpt.unlink(missing_ok=True)
 
-    def _reconstruction_loss(self, recon, x, backgrounds) -> torch.Tensor:
-        """MSE with pixels that differ from the background weighted ``object_weight`` times."""
+    def _reconstruction_loss(self, recon, x, backgrounds, margin: int = 0) -> torch.Tensor:
+        """MSE with pixels that differ from the background weighted ``object_weight`` times.
+
+        With a ``margin``, the background that many pixels around an object is weighted like
+        the object: otherwise painting an object too large costs a tenth of painting it too
+        small, and small circles come out square.
+        """
         bg = torch.from_numpy(backgrounds).to(self.device).float() / 127.5 - 1
-        differs = (x - bg[:, :, None, None]).abs().amax(dim=1, keepdim=True) > 0.02
-        weight = 1 + (self.cfg.object_weight - 1) * differs.float()
+        differs = ((x - bg[:, :, None, None]).abs().amax(dim=1, keepdim=True) > 0.02).float()
+        if margin:
+            differs = F.max_pool2d(differs, 2 * margin + 1, stride=1, padding=margin)
+        weight = 1 + (self.cfg.object_weight - 1) * differs
         return (weight * (recon - x) ** 2).mean() / weight.mean()
 
     def _vae_resume(self, ckpt, opt) -> int:
@@ -312,7 +349,8 @@ class Trainer:
         opt.load_state_dict(_optimizer_state("opt", tensors, opt.state_dict()))
         return meta["step"]
 
-    def _vae_update(self, phase, step, total, opt, params, bar, ckpt, loss, shown, recon, x):
+    def _vae_update(self, phase, step, total, opt, params, bar, ckpt, loss, shown, recon, x,
+                    settings=None):
         """One optimiser step of a VAE phase, with its progress, log and checkpoint."""
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -326,7 +364,7 @@ class Trainer:
             vae = self.pipe.vae
             save_checkpoint(ckpt, {**{f"vae.{k}": v for k, v in vae.state_dict().items()},
                                    **_flatten_state("opt", opt.state_dict())},
-                            {"step": step + 1})
+                            {"step": step + 1, "settings": settings})
 
     # -- phase 2
     @torch.no_grad()
@@ -373,6 +411,11 @@ class Trainer:
         """
         cfg, vae = self.cfg, self.pipe.vae
         done = self.out / "decoder.safetensors"
+        ckpt = self.out / "decoder-ckpt.safetensors"
+        settings = {k: getattr(cfg, k) for k in DECODER_SETTINGS}
+        for path in (done, ckpt):  # made with other settings: redo the phase
+            if path.exists() and load_checkpoint(path)[1].get("settings") != settings:
+                path.unlink()
         if cfg.decoder_steps <= 0:
             return
         if done.exists():
@@ -382,7 +425,6 @@ class Trainer:
         if getattr(vae, "post_quant_conv", None) is not None:
             params += list(vae.post_quant_conv.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.decoder_lr, weight_decay=0.0)
-        ckpt = self.out / "decoder-ckpt.safetensors"
         start = self._vae_resume(ckpt, opt)
         _, images, backgrounds = self.data
         palette = np.array(list(COLORS.values()), dtype=np.uint8)
@@ -404,11 +446,11 @@ class Trainer:
             with torch.no_grad():
                 z = vae.encode(x).latent_dist.mean  # what the UNet learns to produce
             recon = vae.decode(z).sample
-            loss = self._reconstruction_loss(recon, x, bgs)
+            loss = self._reconstruction_loss(recon, x, bgs, cfg.decoder_margin)
             self._vae_update("decoder", step, cfg.decoder_steps, opt, params, bar, ckpt,
-                             loss, loss, recon, x)
+                             loss, loss, recon, x, settings)
         vae.eval()
-        save_checkpoint(done, vae.state_dict(), {"step": cfg.decoder_steps})
+        save_checkpoint(done, vae.state_dict(), {"step": cfg.decoder_steps, "settings": settings})
         ckpt.unlink(missing_ok=True)
 
     # -- phase 4
@@ -521,7 +563,7 @@ class Trainer:
             "trained": True,
             "image_size": self.cfg.arch.image_size,
             "unet_steps_done": steps_done if steps_done is not None else self.cfg.unet_steps,
-            "wall_time_s": round(self.wall_seconds()),
+            **log_times(self.log_path, now=(self.run_started, time.time())),
             "config": self.cfg.to_dict(),
             "scaling_factor": pipe.vae.config.scaling_factor,
             "hardware": {"device": str(self.device), "platform": platform.platform(),

@@ -100,3 +100,36 @@ def test_a_run_from_before_a_new_phase_resumes(cfg):
         del saved[key]  # as written by a version without the decoder phase
     path.write_text(json.dumps(saved))
     Trainer(cfg)  # accepted: the phase has not run yet
+
+
+def test_new_decoder_settings_redo_the_decoder_alone(cfg, reference_run):
+    import shutil
+
+    shutil.copytree(reference_run, cfg.out)
+    changed = TrainConfig(**{**cfg.__dict__, "decoder_margin": 2, "decoder_steps": 4})
+    folder = Trainer(changed).run()
+    names = ("vae.safetensors", "latents.safetensors", "unet.safetensors")
+    for name in names:  # what the UNet learnt from is unchanged, and so is the UNet
+        a, b = load_checkpoint(reference_run / name)[0], load_checkpoint(folder.parent / name)[0]
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    tensors, meta = load_checkpoint(folder.parent / "decoder.safetensors")
+    assert meta["step"] == 4 and meta["settings"]["decoder_margin"] == 2
+    reference, _ = load_checkpoint(reference_run / "decoder.safetensors")
+    assert any(not torch.equal(reference[k], tensors[k]) for k in tensors)
+    info = json.loads((folder / "sdlearn.json").read_text())
+    assert info["config"]["decoder_margin"] == 2  # the record says what made the decoder
+
+
+def test_log_times_counts_each_process_and_estimates_pauses(tmp_path):
+    from sdlearn.train import log_times
+
+    log = tmp_path / "log.jsonl"
+    records = [{"time": 100.0 + 10 * i, "phase": "vae"} for i in range(5)]  # an old version's
+    records += [{"time": 1000.0 + 10 * i, "run": 995.0, "phase": "unet"} for i in range(10)]
+    records += [{"time": 1500.0 + 10 * i, "run": 1490.0, "phase": "unet"} for i in range(10)]
+    records[-1]["time"] += 300  # paused for 300 s before the last record
+    log.write_text("\n".join(json.dumps(r) for r in records))
+    times = log_times(log)
+    assert times["wall_time_s"] == 40 + 95 + 400
+    assert times["idle_s"] == 300 + 10 - 5 * 10  # the excess over five usual gaps
+    assert log_times(log, now=(2000.0, 2060.0))["wall_time_s"] == 40 + 95 + 400 + 60
