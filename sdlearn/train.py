@@ -84,6 +84,22 @@ class TrainConfig:
     device: str | None = None
     threads: int | None = None
 
+    def command(self) -> str:
+        """The ``sdlearn train`` command line that gives this config (its non-defaults)."""
+        default = TrainConfig()
+        words = ["sdlearn", "train"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "arch":
+                if value.image_size != default.arch.image_size:
+                    words += ["--image-size", str(value.image_size)]
+                if {**architecture_dict(value), "image_size": 0} != {
+                        **architecture_dict(default.arch), "image_size": 0}:
+                    words.append("# and the architecture in config.arch (no option sets it)")
+            elif f.name == "out" or value != getattr(default, f.name):
+                words += ["--" + f.name.replace("_", "-"), str(value)]
+        return " ".join(words)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["arch"] = architecture_dict(self.arch)
@@ -564,6 +580,7 @@ class Trainer:
             "image_size": self.cfg.arch.image_size,
             "unet_steps_done": steps_done if steps_done is not None else self.cfg.unet_steps,
             **log_times(self.log_path, now=(self.run_started, time.time())),
+            "command": self.cfg.command(),
             "config": self.cfg.to_dict(),
             "scaling_factor": pipe.vae.config.scaling_factor,
             "hardware": {"device": str(self.device), "platform": platform.platform(),

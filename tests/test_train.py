@@ -133,3 +133,17 @@ def test_log_times_counts_each_process_and_estimates_pauses(tmp_path):
     assert times["wall_time_s"] == 40 + 95 + 400
     assert times["idle_s"] == 300 + 10 - 5 * 10  # the excess over five usual gaps
     assert log_times(log, now=(2000.0, 2060.0))["wall_time_s"] == 40 + 95 + 400 + 60
+
+
+def test_recorded_command_gives_back_the_config():
+    import shlex
+
+    from sdlearn.cli import build_parser
+    from sdlearn.train import config_from_args
+
+    cfg = TrainConfig(out="runs/x", unet_steps=100, decoder_margin=2, kl_weight=1e-7)
+    command = cfg.command()
+    assert command.startswith("sdlearn train --out runs/x") and "--unet-steps 100" in command
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert config_from_args(args) == cfg
+    assert TrainConfig().command() == "sdlearn train --out runs/tiny-sd"
