@@ -4,7 +4,10 @@ Held-out scenes (seeds from ``EVAL_SEED0`` on, a range training never uses) are 
 canonically, generated at the course's default settings and read back by the shapes scorer.
 
     python benchmarks/quality.py                 # the shipped model, 200 + 200 scenes
-    python benchmarks/quality.py --model runs/tiny-sd/pipeline --n 50
+    python benchmarks/quality.py --model runs/tiny-sd/pipeline --n 50 --validation
+
+While training or choosing settings, use ``--validation``: other held-out scenes (seeds from
+``VALID_SEED0`` on), so that the evaluation set stays one nobody tuned on.
 
 Fields: adherence_single (colour, place and shape all right, one-object scenes),
 adherence_two (both objects right), per-attribute rates, guidance_sweep (guidance → adherence on
@@ -29,14 +32,14 @@ import torch  # noqa: E402
 from sdlearn import load_pipeline, make_generator  # noqa: E402
 from sdlearn.images import to_tensor  # noqa: E402
 from sdlearn.shapes import caption, random_scene, render, score  # noqa: E402
-from sdlearn.train import EVAL_SEED0  # noqa: E402
+from sdlearn.train import EVAL_SEED0, VALID_SEED0  # noqa: E402
 
 STEPS, GUIDANCE = 25, 7.5  # the course's default sampler settings (PNDM, the model's own)
 SWEEP = (1.0, 3.0, 5.0, 7.5, 10.0)
 
 
-def eval_scenes(n: int, n_objects: int):
-    offset = EVAL_SEED0 + (0 if n_objects == 1 else 1_000_000)
+def eval_scenes(n: int, n_objects: int, seed0: int = EVAL_SEED0):
+    offset = seed0 + (0 if n_objects == 1 else 1_000_000)
     return [random_scene(offset + i, n_objects=n_objects) for i in range(n)]
 
 
@@ -62,8 +65,8 @@ def adherence(pipe, scenes, guidance):
 
 
 @torch.no_grad()
-def vae_quality(pipe, n: int):
-    scenes = eval_scenes(n, 2)
+def vae_quality(pipe, n: int, seed0: int = EVAL_SEED0):
+    scenes = eval_scenes(n, 2, seed0)
     vae, mse, right = pipe.vae, [], 0
     for i in range(0, n, 50):
         chunk = scenes[i:i + 50]
@@ -92,21 +95,26 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
     parser.add_argument("--n", type=int, default=200, help="scenes per set (default 200)")
-    parser.add_argument("--sweep-n", type=int, default=100, help="scenes per set per sweep point")
+    parser.add_argument("--sweep-n", type=int, default=100,
+                        help="scenes per set per sweep point (0: no sweep)")
+    parser.add_argument("--validation", action="store_true",
+                        help="the validation scenes, not the evaluation set")
     args = parser.parse_args()
     pipe = load_pipeline(args.model, device="cpu")
     pipe.set_progress_bar_config(disable=True)
-    single, two = eval_scenes(args.n, 1), eval_scenes(args.n, 2)
+    seed0 = VALID_SEED0 if args.validation else EVAL_SEED0
+    single, two = eval_scenes(args.n, 1, seed0), eval_scenes(args.n, 2, seed0)
     a1, rates1 = adherence(pipe, single, GUIDANCE)
     a2, rates2 = adherence(pipe, two, GUIDANCE)
     sweep = {}
-    for g in SWEEP:
+    for g in SWEEP if args.sweep_n else ():
         s1 = adherence(pipe, single[:args.sweep_n], g)[0]
         s2 = adherence(pipe, two[:args.sweep_n], g)[0]
         sweep[str(g)] = {"single": round(s1, 3), "two": round(s2, 3)}
-    psnr, recon_right = vae_quality(pipe, args.n)
+    psnr, recon_right = vae_quality(pipe, args.n, seed0)
     print(json.dumps({
-        "model": pipe.name_or_path, "steps": STEPS, "guidance": GUIDANCE,
+        "model": pipe.name_or_path, "scenes": "validation" if args.validation else "evaluation",
+        "steps": STEPS, "guidance": GUIDANCE,
         "scheduler": type(pipe.scheduler).__name__, "n_single": args.n, "n_two": args.n,
         "adherence_single": round(a1, 3), "adherence_two": round(a2, 3),
         "attributes_single": {k: round(v, 3) for k, v in rates1.items()},

@@ -46,9 +46,11 @@ from .shapes.captions import PLACE_PHRASES, SCENE_TEMPLATES, SIZE_WORDS
 from .shapes.world import COLORS, SHAPES
 
 # Scenes for training come from seeds [TRAIN_SEED0, TRAIN_SEED0 + n_train); evaluation scenes
-# (benchmarks/quality.py) from EVAL_SEED0 on, so the two never share a scene.
+# (benchmarks/quality.py) from EVAL_SEED0 on, so the two never share a scene. Watching a run
+# and choosing its settings uses VALID_SEED0 on, so that the evaluation set stays unseen.
 TRAIN_SEED0 = 0
 EVAL_SEED0 = 10_000_000
+VALID_SEED0 = 20_000_000
 
 
 @dataclass

@@ -1,0 +1,52 @@
+"""The benchmark scripts run and print what they promise (on a small random model)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(name: str, *args: str) -> dict:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args],
+                            capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_quality_prints_every_field(small_model_dir):
+    figures = run_script("quality.py", "--model", str(small_model_dir), "--n", "2",
+                         "--sweep-n", "1", "--validation")
+    assert figures["scenes"] == "validation"
+    for key in ("adherence_single", "adherence_two", "vae_psnr", "scorer_on_reconstructions",
+                "seconds_per_image"):
+        assert 0 <= figures[key] < 1e3, key
+    assert set(figures["guidance_sweep"]) == {"1.0", "3.0", "5.0", "7.5", "10.0"}
+    assert set(figures["attributes_two"]) == {"color", "place", "shape", "size", "background"}
+    assert figures["scaling_factor"] == pytest.approx(0.37)
+
+
+def test_validation_and_evaluation_scenes_differ():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import quality
+    finally:
+        sys.path.pop(0)
+    from sdlearn.train import VALID_SEED0
+
+    for n_objects in (1, 2):
+        evaluation = quality.eval_scenes(50, n_objects)
+        validation = quality.eval_scenes(50, n_objects, VALID_SEED0)
+        assert not set(evaluation) & set(validation)
+
+
+def test_speed_prints_times_and_shares(small_model_dir):
+    figures = run_script("speed.py", "--model", str(small_model_dir), "--repeats", "1")
+    assert figures["steps"] == 25 and figures["guidance"] == 7.5 and figures["batch"] == 1
+    assert figures["pipeline_s_per_image"] > 0 and figures["hand_loop_s_per_image"] > 0
+    assert figures["hand_over_pipeline"] == pytest.approx(
+        figures["hand_loop_s_per_image"] / figures["pipeline_s_per_image"], abs=2e-3)
+    assert set(figures["shares"]) == {"text_encoder", "unet", "vae_decode"}
+    assert sum(figures["shares"].values()) == pytest.approx(1, abs=2e-3)
