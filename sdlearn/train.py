@@ -284,6 +284,14 @@ class Trainer:
         if changed:
             raise ValueError(f"{self.out} holds a run with other settings ({', '.join(changed)}"
                              " differ): resume it with its own settings, or use a new --out")
+        # Changes that shape what comes next (a longer or shorter UNet schedule, a redone
+        # decoder) go in the log and the record, so that the run can be repeated exactly.
+        moved = {k: [old[k], new[k]] for k in sorted(self.RESUMABLE - {"out", "device", "threads"})
+                 if k in old and old[k] != new[k]}
+        if moved:
+            ckpt = self.out / "unet-ckpt.safetensors"
+            self.log(phase="settings", changed=moved,
+                     unet_step=load_checkpoint(ckpt)[1]["step"] if ckpt.exists() else None)
 
     def log(self, **record) -> None:
         now = time.time()
@@ -291,6 +299,14 @@ class Trainer:
                   "elapsed": round(now - self.run_started, 1), **record}
         with self.log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def settings_changes(self) -> list[dict]:
+        """Settings changed when the run was resumed, with the UNet step they took effect at."""
+        if not self.log_path.exists():
+            return []
+        records = [json.loads(line) for line in self.log_path.read_text().splitlines()]
+        return [{"changed": r["changed"], "unet_step": r["unet_step"]}
+                for r in records if r.get("phase") == "settings"]
 
     def wall_seconds(self) -> float:
         """Training time over every (resumed) run so far; see :func:`log_times`."""
@@ -583,6 +599,7 @@ class Trainer:
             "unet_steps_done": steps_done if steps_done is not None else self.cfg.unet_steps,
             **log_times(self.log_path, now=(self.run_started, time.time())),
             "command": self.cfg.command(),
+            "settings_changed": self.settings_changes(),
             "config": self.cfg.to_dict(),
             "scaling_factor": pipe.vae.config.scaling_factor,
             "hardware": {"device": str(self.device), "platform": platform.platform(),

@@ -73,6 +73,8 @@ def test_resuming_with_other_settings_is_refused(cfg):
     with pytest.raises(ValueError, match="n_train differ"):
         Trainer(changed)
     Trainer(TrainConfig(**{**cfg.__dict__, "unet_steps": 8}))  # extending training is fine
+    assert Trainer(TrainConfig(**{**cfg.__dict__, "unet_steps": 8})).settings_changes() == [
+        {"changed": {"unet_steps": [4, 8]}, "unet_step": None}]  # logged once, when it changed
 
 
 def test_cli_rejects_bad_training_arguments(capsys):
@@ -118,6 +120,8 @@ def test_new_decoder_settings_redo_the_decoder_alone(cfg, reference_run):
     assert any(not torch.equal(reference[k], tensors[k]) for k in tensors)
     info = json.loads((folder / "sdlearn.json").read_text())
     assert info["config"]["decoder_margin"] == 2  # the record says what made the decoder
+    assert info["settings_changed"] == [
+        {"changed": {"decoder_margin": [0, 2], "decoder_steps": [3, 4]}, "unet_step": None}]
 
 
 def test_log_times_counts_each_process_and_estimates_pauses(tmp_path):
