@@ -151,3 +151,14 @@ def test_recorded_command_gives_back_the_config():
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert config_from_args(args) == cfg
     assert TrainConfig().command() == "sdlearn train --out runs/tiny-sd"
+
+
+def test_the_pipeline_ships_the_configured_scheduler_with_sds_schedule(reference_run, cfg):
+    pipe = load_pipeline(reference_run / "pipeline")
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the default; see train.py
+    c = pipe.scheduler.config
+    assert (c.num_train_timesteps, c.beta_schedule, c.beta_start, c.beta_end) == (
+        1000, "scaled_linear", 0.00085, 0.012)
+    assert c.steps_offset == 1 and not c.set_alpha_to_one and not c.clip_sample
+    trainer = Trainer(TrainConfig(**{**cfg.__dict__, "scheduler": "euler"}))
+    assert type(trainer.pipe.scheduler).__name__ == "EulerDiscreteScheduler"
