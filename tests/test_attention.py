@@ -17,9 +17,9 @@ def test_recording_keeps_the_output_and_restores_processors(tiny_pipe):
     assert torch.allclose(plain, recorded, atol=1e-4)
     layers = [name for name in before if "attn2" in name]
     assert set(store) == set(layers)
-    # 3 steps; PNDM visits one timestep twice: 4 UNet calls, each on a batch of 2 (guidance).
+    # One UNet call per listed timestep (PNDM lists one twice), each on a batch of 2 (guidance).
     entry = store[layers[0]]
-    assert entry["calls"] == 4
+    assert entry["calls"] == len(tiny_pipe.scheduler.timesteps) >= 3
     probs = entry["sum"] / entry["calls"]
     assert probs.shape[0] == 2 and probs.shape[-1] == 77
     assert torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-5)

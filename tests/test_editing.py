@@ -6,7 +6,7 @@ from PIL import Image
 
 from sdlearn import load_pipeline, make_generator
 from sdlearn.editing import check_strength, crop_and_resize, img2img, img2img_timesteps
-from sdlearn.models import quiet_loading
+from sdlearn.models import make_scheduler, quiet_loading
 from sdlearn.shapes import random_scene, render_image
 
 
@@ -31,7 +31,7 @@ def test_strength_picks_the_last_steps(tiny_pipe):
     assert [int(t) for t in img2img_timesteps(ddim, 10, 0.3)] == [201, 101, 1]
     assert len(img2img_timesteps(ddim, 10, 0.0)) == 0
     # PNDM lists one timestep twice (its warm-up): the same slice keeps one more entry.
-    pndm = tiny_pipe.scheduler
+    pndm = make_scheduler("pndm", tiny_pipe.scheduler.config)
     assert [int(t) for t in img2img_timesteps(pndm, 10, 0.3)] == [301, 201, 101, 1]
     assert [int(t) for t in img2img_timesteps(pndm, 10, 1.0)][:3] == [901, 801, 801]
 
