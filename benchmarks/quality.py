@@ -124,6 +124,7 @@ def main():
         "scaling_factor": pipe.vae.config.scaling_factor,
         "seconds_per_image": round(seconds_per_image(pipe), 3),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "numpy": np.__version__,
     }))
 

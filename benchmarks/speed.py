@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,6 +55,10 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        print("speed.py: OMP_WAIT_POLICY=PASSIVE is set: small models run much slower with it "
+              "(measured 2.5× for the tiny UNet); unset it for figures to compare",
+              file=sys.stderr)
     pipe = load_pipeline(args.model, device=args.device)
     pipe.set_progress_bar_config(disable=True)
     device = pipe.device
@@ -82,7 +87,8 @@ def main():
     total = sum(medians.values())
     pipe_median, hand_median = statistics.median(pipeline_s), statistics.median(hand_s)
     print(json.dumps({
-        "model": pipe.name_or_path, "device": str(device), "steps": STEPS,
+        "model": pipe.name_or_path, "device": str(device),
+        "scheduler": type(pipe.scheduler).__name__, "steps": STEPS,
         "guidance": GUIDANCE, "batch": 1, "repeats": args.repeats,
         "pipeline_s_per_image": round(pipe_median, 4),
         "hand_loop_s_per_image": round(hand_median, 4),
@@ -91,6 +97,7 @@ def main():
         "parts_s": {k: round(v, 4) for k, v in medians.items()},
         "shares": {k: round(v / total, 3) for k, v in medians.items()},
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,
     }))

@@ -45,6 +45,7 @@ def test_validation_and_evaluation_scenes_differ():
 def test_speed_prints_times_and_shares(small_model_dir):
     figures = run_script("speed.py", "--model", str(small_model_dir), "--repeats", "1")
     assert figures["steps"] == 25 and figures["guidance"] == 7.5 and figures["batch"] == 1
+    assert figures["scheduler"].endswith("Scheduler") and figures["omp_wait_policy"]
     assert figures["pipeline_s_per_image"] > 0 and figures["hand_loop_s_per_image"] > 0
     assert figures["hand_over_pipeline"] == pytest.approx(
         figures["hand_loop_s_per_image"] / figures["pipeline_s_per_image"], abs=2e-3)
