@@ -34,7 +34,7 @@ from sdlearn.images import to_tensor  # noqa: E402
 from sdlearn.shapes import caption, random_scene, render, score  # noqa: E402
 from sdlearn.train import EVAL_SEED0, VALID_SEED0  # noqa: E402
 
-STEPS, GUIDANCE = 25, 7.5  # the course's default sampler settings (PNDM, the model's own)
+STEPS, GUIDANCE = 25, 7.5  # the course's default sampler settings, with the model's scheduler
 SWEEP = (1.0, 3.0, 5.0, 7.5, 10.0)
 
 
@@ -100,6 +100,8 @@ def main():
     parser.add_argument("--validation", action="store_true",
                         help="the validation scenes, not the evaluation set")
     args = parser.parse_args()
+    if args.n < 1 or args.sweep_n < 0:
+        parser.error("--n must be 1 or more and --sweep-n 0 or more")
     pipe = load_pipeline(args.model, device="cpu")
     pipe.set_progress_bar_config(disable=True)
     seed0 = VALID_SEED0 if args.validation else EVAL_SEED0

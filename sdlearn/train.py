@@ -34,6 +34,7 @@ import math
 import os
 import platform
 import random
+import shlex
 import statistics
 import time
 import zlib
@@ -104,9 +105,13 @@ class TrainConfig:
     threads: int | None = None
 
     def command(self) -> str:
-        """The ``sdlearn train`` command line that gives this config (its non-defaults)."""
+        """The ``sdlearn train`` command line that gives this config (its non-defaults).
+
+        For a run resumed with other settings, this is the last command; the record's
+        ``settings_changed`` says what changed and from which UNet step.
+        """
         default = TrainConfig()
-        words = ["sdlearn", "train"]
+        words, note = ["sdlearn", "train"], ""
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "arch":
@@ -114,10 +119,18 @@ class TrainConfig:
                     words += ["--image-size", str(value.image_size)]
                 if {**architecture_dict(value), "image_size": 0} != {
                         **architecture_dict(default.arch), "image_size": 0}:
-                    words.append("# and the architecture in config.arch (no option sets it)")
+                    note = "  # and the architecture in config.arch (no option sets it)"
             elif f.name == "out" or value != getattr(default, f.name):
-                words += ["--" + f.name.replace("_", "-"), str(value)]
-        return " ".join(words)
+                words += ["--" + f.name.replace("_", "-"), shlex.quote(str(value))]
+        return " ".join(words) + note
+
+    def validate(self) -> None:
+        """Refuse settings that would fail late, or leave a bad config.json behind."""
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler={self.scheduler!r} is unknown; choose one of "
+                             f"{', '.join(SCHEDULERS)}")
+        if self.decoder_margin < 0:
+            raise ValueError(f"decoder_margin={self.decoder_margin} must be 0 or more")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -151,6 +164,14 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["meta"])
         return {k: f.get_tensor(k) for k in f.keys()}, meta
+
+
+def checkpoint_meta(path: Path) -> dict:
+    """The JSON metadata of a checkpoint, without reading its tensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["meta"])
 
 
 def _flatten_state(prefix: str, state: dict) -> dict[str, torch.Tensor]:
@@ -200,32 +221,50 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+PHASES = ("vae", "decoder", "unet")  # the phases that log steps, in order
+
+
 def log_times(log_path: Path, now: tuple[float, float] | None = None) -> dict:
     """Wall time of a run from its log, and how much of it the run sat idle.
 
-    Each process (``run``) counts from its start to its last record; ``now`` adds the running
-    process (start, time). Idle time is an estimate: the excess of every gap between two
-    records of one phase over five times that phase's median gap (a run paused with SIGSTOP,
-    or starved of CPU by other work).
+    Each process counts from its start to its last record; the time between processes (the
+    run stopped) is not counted, the time a process sat idle is. ``now`` adds the running
+    process (start, time). Records of old versions carry no process start: a new process is
+    seen where the (phase, step) stops increasing, and counts from its first record.
+    Idle time is an estimate: the excess of every gap between two records of one phase over
+    five times that phase's median gap (or 30 s, if more), for phases with at least 5 gaps
+    (a run paused with SIGSTOP, or starved of CPU by other work).
     """
     records = ([json.loads(line) for line in log_path.read_text().splitlines()]
                if log_path.exists() else [])
-    spans: dict = {}  # run -> [first time, last time]; records of old versions have no "run"
-    gaps: dict = {}
-    for a, b in zip(records, records[1:], strict=False):
-        if a.get("run") == b.get("run") and a.get("phase") == b.get("phase"):
-            gaps.setdefault(a.get("phase"), []).append(b["time"] - a["time"])
+    process, last_place, segment = [], None, 0
     for r in records:
+        if "run" in r:
+            process.append(r["run"])
+            continue
+        place = (PHASES.index(r["phase"]) if r.get("phase") in PHASES else -1, r.get("step", 0))
+        if last_place is not None and place <= last_place:
+            segment += 1  # an old record: a resumed process logs an earlier place again
+        last_place = place
+        process.append(f"old-{segment}")
+    spans: dict = {}  # process -> [first time, last time]
+    gaps: dict = {}
+    for (a, pa), (b, pb) in zip(zip(records, process, strict=True),
+                                zip(records[1:], process[1:], strict=True), strict=False):
+        if pa == pb and a.get("phase") == b.get("phase"):
+            gaps.setdefault(a.get("phase"), []).append(b["time"] - a["time"])
+    for r, p in zip(records, process, strict=True):
         start = r.get("run", r["time"])
-        span = spans.setdefault(r.get("run"), [start, start])
+        span = spans.setdefault(p, [start, start])
         span[0], span[1] = min(span[0], start), max(span[1], r["time"])
     if now is not None:
         span = spans.setdefault(round(now[0], 1), [now[0], now[1]])
         span[1] = max(span[1], now[1])
     idle = 0.0
     for phase_gaps in gaps.values():
-        usual = 5 * statistics.median(phase_gaps)
-        idle += sum(g - usual for g in phase_gaps if g > usual)
+        if len(phase_gaps) >= 5:
+            usual = max(5 * statistics.median(phase_gaps), 30.0)
+            idle += sum(g - usual for g in phase_gaps if g > usual)
     return {"wall_time_s": round(sum(b - a for a, b in spans.values())),
             "idle_s": round(idle)}
 
@@ -280,6 +319,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.log_path = self.out / "log.jsonl"
         self.run_started = time.time()
+        cfg.validate()
         self._check_resumable()
         (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         self.pipe = build_pipeline(cfg.arch, seed=cfg.seed)
@@ -294,23 +334,41 @@ class Trainer:
 
     def _check_resumable(self) -> None:
         saved = self.out / "config.json"
+        self._saved_config: dict = {}
         if not saved.exists():
             return
         old, new = json.loads(saved.read_text()), self.cfg.to_dict()
+        self._saved_config = old
         # A setting the saved run does not have is a phase added since: it has not run yet.
         changed = sorted(k for k in new if k not in self.RESUMABLE and k in old
                          and old[k] != new[k])
         if changed:
             raise ValueError(f"{self.out} holds a run with other settings ({', '.join(changed)}"
                              " differ): resume it with its own settings, or use a new --out")
+        if old.get("unet_steps", new["unet_steps"]) != new["unet_steps"]:
+            done = self.out / "unet.safetensors"
+            if done.exists():
+                steps = checkpoint_meta(done)["step"]
+                raise ValueError(f"the UNet in {self.out} finished at {steps} steps: its"
+                                 " unet_steps can no longer change; use a new --out")
+            if self.unet_step() > new["unet_steps"]:
+                raise ValueError(f"unet_steps={new['unet_steps']} is below the {self.unet_step()}"
+                                 f" steps {self.out} has already trained")
         # Changes that shape what comes next (a longer or shorter UNet schedule, a redone
-        # decoder) go in the log and the record, so that the run can be repeated exactly.
-        moved = {k: [old[k], new[k]] for k in sorted(self.RESUMABLE - {"out", "device", "threads"})
+        # decoder, another device or thread count, which round differently) go in the log and
+        # the record, so that the run can be repeated exactly. Where the output goes and how
+        # often it is saved change nothing: resuming is exact.
+        moved = {k: [old[k], new[k]] for k in sorted(self.RESUMABLE - {"out", "checkpoint_every"})
                  if k in old and old[k] != new[k]}
         if moved:
-            ckpt = self.out / "unet-ckpt.safetensors"
-            self.log(phase="settings", changed=moved,
-                     unet_step=load_checkpoint(ckpt)[1]["step"] if ckpt.exists() else None)
+            self.log(phase="settings", changed=moved, unet_step=self.unet_step())
+
+    def unet_step(self) -> int:
+        """UNet steps done so far: 0 before the phase, the final count after it."""
+        for name in ("unet.safetensors", "unet-ckpt.safetensors"):
+            if (self.out / name).exists():
+                return checkpoint_meta(self.out / name)["step"]
+        return 0
 
     def log(self, **record) -> None:
         now = time.time()
@@ -327,7 +385,7 @@ class Trainer:
         return [{"changed": r["changed"], "unet_step": r["unet_step"]}
                 for r in records if r.get("phase") == "settings"]
 
-    def wall_seconds(self) -> float:
+    def wall_seconds(self) -> int:
         """Training time over every (resumed) run so far; see :func:`log_times`."""
         return log_times(self.log_path, now=(self.run_started, time.time()))["wall_time_s"]
 
@@ -382,8 +440,9 @@ class Trainer:
         """MSE with pixels that differ from the background weighted ``object_weight`` times.
 
         With a ``margin``, the background that many pixels around an object is weighted like
-        the object: otherwise painting an object too large costs a tenth of painting it too
-        small, and small circles come out square.
+        the object: otherwise painting an object too large costs 1/``object_weight`` of
+        painting it too small, and small circles come out square. (Measured: it rounds small
+        squares instead; the shipped recipe keeps 0.)
         """
         bg = torch.from_numpy(backgrounds).to(self.device).float() / 127.5 - 1
         differs = ((x - bg[:, :, None, None]).abs().amax(dim=1, keepdim=True) > 0.02).float()
@@ -466,8 +525,10 @@ class Trainer:
         done = self.out / "decoder.safetensors"
         ckpt = self.out / "decoder-ckpt.safetensors"
         settings = {k: getattr(cfg, k) for k in DECODER_SETTINGS}
+        # Files from before settings were stored were made with the saved config's settings.
+        legacy = {k: self._saved_config.get(k, 0) for k in DECODER_SETTINGS}
         for path in (done, ckpt):  # made with other settings: redo the phase
-            if path.exists() and load_checkpoint(path)[1].get("settings") != settings:
+            if path.exists() and checkpoint_meta(path).get("settings", legacy) != settings:
                 path.unlink()
         if cfg.decoder_steps <= 0:
             return
@@ -615,7 +676,7 @@ class Trainer:
             "world": "shapes",
             "trained": True,
             "image_size": self.cfg.arch.image_size,
-            "unet_steps_done": steps_done if steps_done is not None else self.cfg.unet_steps,
+            "unet_steps_done": steps_done if steps_done is not None else self.unet_step(),
             **log_times(self.log_path, now=(self.run_started, time.time())),
             "command": self.cfg.command(),
             "settings_changed": self.settings_changes(),

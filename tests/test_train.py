@@ -74,7 +74,7 @@ def test_resuming_with_other_settings_is_refused(cfg):
         Trainer(changed)
     Trainer(TrainConfig(**{**cfg.__dict__, "unet_steps": 8}))  # extending training is fine
     assert Trainer(TrainConfig(**{**cfg.__dict__, "unet_steps": 8})).settings_changes() == [
-        {"changed": {"unet_steps": [4, 8]}, "unet_step": None}]  # logged once, when it changed
+        {"changed": {"unet_steps": [4, 8]}, "unet_step": 0}]  # logged once, when it changed
 
 
 def test_cli_rejects_bad_training_arguments(capsys):
@@ -121,14 +121,14 @@ def test_new_decoder_settings_redo_the_decoder_alone(cfg, reference_run):
     info = json.loads((folder / "sdlearn.json").read_text())
     assert info["config"]["decoder_margin"] == 2  # the record says what made the decoder
     assert info["settings_changed"] == [
-        {"changed": {"decoder_margin": [0, 2], "decoder_steps": [3, 4]}, "unet_step": None}]
+        {"changed": {"decoder_margin": [0, 2], "decoder_steps": [3, 4]}, "unet_step": 4}]
 
 
 def test_log_times_counts_each_process_and_estimates_pauses(tmp_path):
     from sdlearn.train import log_times
 
     log = tmp_path / "log.jsonl"
-    records = [{"time": 100.0 + 10 * i, "phase": "vae"} for i in range(5)]  # an old version's
+    records = [{"time": 100.0 + 10 * i, "phase": "vae", "step": 50 * i} for i in range(5)]  # old
     records += [{"time": 1000.0 + 10 * i, "run": 995.0, "phase": "unet"} for i in range(10)]
     records += [{"time": 1500.0 + 10 * i, "run": 1490.0, "phase": "unet"} for i in range(10)]
     records[-1]["time"] += 300  # paused for 300 s before the last record
@@ -139,7 +139,7 @@ def test_log_times_counts_each_process_and_estimates_pauses(tmp_path):
     assert log_times(log, now=(2000.0, 2060.0))["wall_time_s"] == 40 + 95 + 400 + 60
 
 
-def test_recorded_command_gives_back_the_config():
+def test_recorded_command_gives_back_the_config(small_arch):
     import shlex
 
     from sdlearn.cli import build_parser
@@ -151,6 +151,10 @@ def test_recorded_command_gives_back_the_config():
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert config_from_args(args) == cfg
     assert TrainConfig().command() == "sdlearn train --out runs/tiny-sd"
+    assert TrainConfig(out="my runs/a").command() == "sdlearn train --out 'my runs/a'"
+    other = TrainConfig(arch=small_arch, unet_steps=5).command()
+    assert other.endswith("# and the architecture in config.arch (no option sets it)")
+    assert "--unet-steps 5" in other.split("#")[0]  # options come before the note
 
 
 def test_the_pipeline_ships_the_configured_scheduler_with_sds_schedule(reference_run, cfg):
@@ -162,3 +166,47 @@ def test_the_pipeline_ships_the_configured_scheduler_with_sds_schedule(reference
     assert c.steps_offset == 1 and not c.set_alpha_to_one and not c.clip_sample
     trainer = Trainer(TrainConfig(**{**cfg.__dict__, "scheduler": "euler"}))
     assert type(trainer.pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+
+
+def test_unet_steps_cannot_drop_below_what_was_trained(cfg, reference_run, tmp_path):
+    import shutil
+
+    with pytest.raises(ValueError, match="finished at 4 steps"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "out": str(reference_run), "unet_steps": 6}))
+    partial = tmp_path / "partial"
+    shutil.copytree(reference_run, partial)
+    (partial / "unet.safetensors").unlink()
+    train_module.save_checkpoint(partial / "unet-ckpt.safetensors", {}, {"step": 3})
+    with pytest.raises(ValueError, match="unet_steps=2 is below the 3 steps"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "out": str(partial), "unet_steps": 2}))
+
+
+def test_bad_settings_are_refused_before_anything_is_written(cfg):
+    with pytest.raises(ValueError, match="scheduler='heun' is unknown"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "scheduler": "heun"}))
+    with pytest.raises(ValueError, match="decoder_margin=-1"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "decoder_margin": -1}))
+    assert not (Path(cfg.out) / "config.json").exists()
+
+
+def test_a_decoder_from_before_settings_were_stored_is_kept(cfg, reference_run):
+    import shutil
+
+    shutil.copytree(reference_run, cfg.out)
+    done = Path(cfg.out) / "decoder.safetensors"
+    tensors, meta = load_checkpoint(done)
+    del meta["settings"]  # as an older version wrote it
+    train_module.save_checkpoint(done, tensors, meta)
+    Trainer(cfg).finetune_decoder()
+    assert done.exists() and "settings" not in load_checkpoint(done)[1]  # not redone
+
+
+def test_log_times_splits_old_records_where_a_process_resumed(tmp_path):
+    from sdlearn.train import log_times
+
+    log = tmp_path / "log.jsonl"
+    steps = [50, 100, 150, 100, 150, 200]  # the second process resumed from step 50
+    times = [0, 10, 20, 500, 510, 520]
+    log.write_text("\n".join(json.dumps({"time": t, "phase": "unet", "step": s})
+                             for t, s in zip(times, steps, strict=True)))
+    assert log_times(log) == {"wall_time_s": 40, "idle_s": 0}
