@@ -35,6 +35,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import statistics
 import time
 import zlib
@@ -470,7 +471,7 @@ class Trainer:
         opt.step()
         psnr = 10 * math.log10(4 / max(F.mse_loss(recon, x).item(), 1e-10))
         bar.set_postfix(loss=f"{shown.item():.4f}", psnr=f"{psnr:.1f}")
-        if (step + 1) % 50 == 0:
+        if (step + 1) % 50 == 0 or step + 1 == total:
             self.log(phase=phase, step=step + 1, loss=shown.item(), psnr=psnr)
         if (step + 1) % self.cfg.checkpoint_every == 0 and step + 1 < total:
             vae = self.pipe.vae
@@ -625,7 +626,7 @@ class Trainer:
             ema_text.update(text_encoder, step)
             mse = per_example.mean().item()
             bar.set_postfix(loss=f"{loss.item():.4f}", mse=f"{mse:.4f}")
-            if (step + 1) % 50 == 0:
+            if (step + 1) % 50 == 0 or step + 1 == cfg.unet_steps:
                 self.log(phase="unet", step=step + 1, loss=loss.item(), mse=mse)
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.unet_steps:
                 save_checkpoint(ckpt, {
@@ -689,7 +690,10 @@ class Trainer:
                          else None},
             "versions": _versions(),
         }
-        return save_pipeline(pipe, self.out / "pipeline", info=info, half=True)
+        folder = save_pipeline(pipe, self.out / "pipeline", info=info, half=True)
+        if self.log_path.exists():  # the loss curves and timings behind the record
+            shutil.copyfile(self.log_path, folder / "training_log.jsonl")
+        return folder
 
     def run(self) -> Path:
         start = time.time()

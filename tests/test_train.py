@@ -28,6 +28,9 @@ def test_short_run_writes_a_loadable_shapes_pipeline(cfg):
     info = json.loads((folder / "sdlearn.json").read_text())
     assert info["config"]["unet_steps"] == 4 and info["hardware"]["device"] == "cpu"
     assert info["trained"] and info["wall_time_s"] >= 0
+    assert info["command"].startswith("sdlearn train --out ")
+    log = (folder / "training_log.jsonl").read_text().splitlines()
+    assert {json.loads(line)["phase"] for line in log} >= {"vae", "decoder", "unet"}
     # Unused rows of the token embedding are zeroed; the world's words are not.
     table = pipe.text_encoder.get_input_embeddings().weight
     red = pipe.tokenizer("red", add_special_tokens=False).input_ids[0]
