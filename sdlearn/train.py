@@ -23,8 +23,12 @@ solvers under large guidance. Every scheduler still runs: ``load_pipeline(schedu
 Each phase writes checkpoints (safetensors) into ``out``; running again resumes where it
 stopped. The result is ``out/pipeline``, a diffusers folder that ``load_pipeline`` reads.
 
-    sdlearn train --out runs/tiny-sd                      # the shipped model's recipe
+    sdlearn train --out runs/tiny-sd                      # the shipped model's recipe (*)
     sdlearn train --out runs/smoke --n-train 64 --vae-steps 4 --unet-steps 4   # a quick check
+
+(*) The shipped run began with ``unet_steps=24000``, ``decoder_steps=2000`` and
+``empty_fraction=0.1``, and was resumed with these defaults; its ``sdlearn.json`` lists each
+change and the UNet step it took effect at (``settings_changed``).
 """
 
 from __future__ import annotations
@@ -85,12 +89,12 @@ class TrainConfig:
     kl_weight: float = 1e-8
     scale_samples: int = 4_096     # images used to measure the latents' std
     # decoder fine-tune (encoder frozen), with plain backgrounds the first phase never saw
-    decoder_steps: int = 2_000
+    decoder_steps: int = 4_000
     decoder_lr: float = 2e-4
-    empty_fraction: float = 0.1    # share of each batch replaced by an empty scene
+    empty_fraction: float = 0.25   # share of each batch replaced by an empty scene
     decoder_margin: int = 0        # pixels around each object weighted like the object
     # text encoder + UNet
-    unet_steps: int = 24_000
+    unet_steps: int = 12_000
     unet_batch: int = 64
     unet_lr: float = 5e-4
     caption_dropout: float = 0.1
