@@ -28,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from sdlearn import load_pipeline, make_generator  # noqa: E402
 from sdlearn.images import to_tensor  # noqa: E402
@@ -44,19 +45,21 @@ def eval_scenes(n: int, n_objects: int, seed0: int = EVAL_SEED0):
 
 
 @torch.no_grad()
-def generate(pipe, scenes, guidance: float, batch: int = 25, seed: int = 0):
+def generate(pipe, scenes, guidance: float, batch: int = 25, seed: int = 0, progress=None):
     images = []
     for i in range(0, len(scenes), batch):
         chunk = scenes[i:i + batch]
         gens = [make_generator(seed + i + j) for j in range(len(chunk))]
         images += pipe([caption(s) for s in chunk], num_inference_steps=STEPS,
                        guidance_scale=guidance, generator=gens).images
+        if progress is not None:
+            progress.update(len(chunk))
     return images
 
 
-def adherence(pipe, scenes, guidance):
-    results = [score(img, s) for img, s in zip(generate(pipe, scenes, guidance), scenes,
-                                                 strict=True)]
+def adherence(pipe, scenes, guidance, progress=None):
+    images = generate(pipe, scenes, guidance, progress=progress)
+    results = [score(img, s) for img, s in zip(images, scenes, strict=True)]
     objects = [o for r in results for o in r.objects]
     rates = {a: sum(getattr(o, a) for o in objects) / len(objects)
              for a in ("color", "place", "shape", "size")}
@@ -106,13 +109,16 @@ def main():
     pipe.set_progress_bar_config(disable=True)
     seed0 = VALID_SEED0 if args.validation else EVAL_SEED0
     single, two = eval_scenes(args.n, 1, seed0), eval_scenes(args.n, 2, seed0)
-    a1, rates1 = adherence(pipe, single, GUIDANCE)
-    a2, rates2 = adherence(pipe, two, GUIDANCE)
+    sweep_n = min(args.sweep_n, args.n)
+    progress = tqdm(total=2 * args.n + 2 * sweep_n * len(SWEEP), desc="images", unit="img")
+    a1, rates1 = adherence(pipe, single, GUIDANCE, progress)
+    a2, rates2 = adherence(pipe, two, GUIDANCE, progress)
     sweep = {}
-    for g in SWEEP if args.sweep_n else ():
-        s1 = adherence(pipe, single[:args.sweep_n], g)[0]
-        s2 = adherence(pipe, two[:args.sweep_n], g)[0]
+    for g in SWEEP if sweep_n else ():
+        s1 = adherence(pipe, single[:sweep_n], g, progress)[0]
+        s2 = adherence(pipe, two[:sweep_n], g, progress)[0]
         sweep[str(g)] = {"single": round(s1, 3), "two": round(s2, 3)}
+    progress.close()
     psnr, recon_right = vae_quality(pipe, args.n, seed0)
     print(json.dumps({
         "model": pipe.name_or_path, "scenes": "validation" if args.validation else "evaluation",
