@@ -11,7 +11,7 @@ is run: 1 ignores the picture, 0 returns it unchanged.
 
 PNDM lists one timestep twice (its warm-up), so the same slice keeps one more entry:
 
->>> [int(t) for t in img2img_timesteps(sdlearn.load_pipeline().scheduler, 10, 0.3)]
+>>> [int(t) for t in img2img_timesteps(sdlearn.load_pipeline(scheduler="pndm").scheduler, 10, 0.3)]
 [301, 201, 101, 1]
 """
 
