@@ -18,8 +18,8 @@ def run_script(name: str, *args: str) -> dict:
 
 def test_quality_prints_every_field(small_model_dir):
     figures = run_script("quality.py", "--model", str(small_model_dir), "--n", "2",
-                         "--sweep-n", "1", "--validation")
-    assert figures["scenes"] == "validation"
+                         "--sweep-n", "1", "--vae-n", "3", "--validation")
+    assert figures["scenes"] == "validation" and figures["n_vae"] == 3
     for key in ("adherence_single", "adherence_two", "vae_psnr", "scorer_on_reconstructions",
                 "seconds_per_image"):
         assert 0 <= figures[key] < 1e3, key
