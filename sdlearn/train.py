@@ -34,6 +34,7 @@ change and the UNet step it took effect at (``settings_changed``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -123,8 +124,11 @@ class TrainConfig:
             if f.name == "arch":
                 if value.image_size != default.arch.image_size:
                     words += ["--image-size", str(value.image_size)]
-                if {**architecture_dict(value), "image_size": 0} != {
-                        **architecture_dict(default.arch), "image_size": 0}:
+                if value.vae_channels != default.arch.vae_channels:
+                    words += ["--vae-channels", ",".join(map(str, value.vae_channels))]
+                optioned = {"image_size": 0, "vae_channels": ()}
+                if {**architecture_dict(value), **optioned} != {
+                        **architecture_dict(default.arch), **optioned}:
                     note = "  # and the architecture in config.arch (no option sets it)"
             elif f.name == "out" or value != getattr(default, f.name):
                 words += ["--" + f.name.replace("_", "-"), shlex.quote(str(value))]
@@ -137,6 +141,11 @@ class TrainConfig:
                              f"{', '.join(SCHEDULERS)}")
         if self.decoder_margin < 0:
             raise ValueError(f"decoder_margin={self.decoder_margin} must be 0 or more")
+        groups = self.arch.norm_groups
+        if not self.arch.vae_channels or any(c < 1 or c % groups
+                                             for c in self.arch.vae_channels):
+            raise ValueError(f"vae_channels={self.arch.vae_channels}: each block's channels "
+                             f"must be a positive multiple of norm_groups ({groups})")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -747,10 +756,24 @@ def add_arguments(parser) -> None:
                             choices=choices, help=f"(default: {value})")
     parser.add_argument("--image-size", type=int, default=defaults.arch.image_size,
                         help="training image size; latents are 8× smaller (default: 64)")
+    channels = ",".join(map(str, defaults.arch.vae_channels))
+    parser.add_argument("--vae-channels", type=_channel_list, default=defaults.arch.vae_channels,
+                        help="the VAE's channels per block, comma-separated; each block after "
+                             f"the first halves the size (default: {channels})")
+
+
+def _channel_list(text: str) -> tuple[int, ...]:
+    """``"16,32,64,64"`` → ``(16, 32, 64, 64)``, for ``--vae-channels``."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of whole numbers such as 16,32,64,64") from None
 
 
 def config_from_args(args) -> TrainConfig:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
                          if f.name != "arch"})
     cfg.arch.image_size = args.image_size
+    cfg.arch.vae_channels = tuple(args.vae_channels)
     return cfg

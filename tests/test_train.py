@@ -159,6 +159,23 @@ def test_recorded_command_gives_back_the_config(small_arch):
     assert other.endswith("# and the architecture in config.arch (no option sets it)")
     assert "--unet-steps 5" in other.split("#")[0]  # options come before the note
 
+    wider = TrainConfig(out="runs/w")
+    wider.arch.vae_channels = (32, 64, 64, 64)
+    command = wider.command()
+    assert command == "sdlearn train --out runs/w --vae-channels 32,64,64,64"  # no note
+    assert config_from_args(build_parser().parse_args(shlex.split(command)[1:])) == wider
+
+
+def test_vae_channels_are_checked():
+    from sdlearn.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--vae-channels", "32,wide"])
+    cfg = TrainConfig()
+    cfg.arch.vae_channels = (24, 32, 64, 64)
+    with pytest.raises(ValueError, match="multiple of norm_groups"):
+        cfg.validate()
+
 
 def test_the_pipeline_ships_the_configured_scheduler_with_sds_schedule(reference_run, cfg):
     pipe = load_pipeline(reference_run / "pipeline")
