@@ -4,6 +4,9 @@ import pytest
 
 # Tests never reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Test processes share the cores (pytest-xdist, notebook kernels): OpenMP threads that busy-wait,
+# the default, slow each other down several times over. Set before torch loads; kernels inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

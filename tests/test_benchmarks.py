@@ -28,18 +28,40 @@ def test_quality_prints_every_field(small_model_dir):
     assert figures["scaling_factor"] == pytest.approx(0.37)
 
 
-def test_validation_and_evaluation_scenes_differ():
+def _quality_module():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import quality
     finally:
         sys.path.pop(0)
+    return quality
+
+
+def test_validation_and_evaluation_scenes_differ():
+    quality = _quality_module()
     from sdlearn.train import VALID_SEED0
 
     for n_objects in (1, 2):
         evaluation = quality.eval_scenes(50, n_objects)
         validation = quality.eval_scenes(50, n_objects, VALID_SEED0)
         assert not set(evaluation) & set(validation)
+
+
+def test_sweep_reuses_the_main_runs_images(small_model_dir):
+    # quality.py scores the sweep's default-guidance point on the main run's first scenes
+    # instead of making them again: a shorter list gives the same images.
+    import numpy as np
+
+    from sdlearn import load_pipeline
+
+    quality = _quality_module()
+    pipe = load_pipeline(small_model_dir, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    scenes = quality.eval_scenes(3, 2)
+    every = quality.generate(pipe, scenes, 7.5, batch=2)
+    first = quality.generate(pipe, scenes[:2], 7.5, batch=2)
+    for a, b in zip(first, every[:2], strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_speed_prints_times_and_shares(small_model_dir):
