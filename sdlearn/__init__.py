@@ -30,6 +30,7 @@ from .models import (  # noqa: E402
     load_pipeline,
     make_scheduler,
     model_info,
+    with_scheduler,
 )
 from .text import (  # noqa: E402
     PromptTruncatedWarning,
@@ -46,5 +47,5 @@ __all__ = [
     "embedded_model_path", "get_device", "image_grid", "is_shapes_model", "load_pipeline",
     "load_tokenizer", "make_generator", "make_scheduler", "model_info", "seed_everything",
     "show_image", "show_images", "to_numpy", "to_pil", "to_tensor", "tokenize", "tokens_table",
-    "upscale",
+    "upscale", "with_scheduler",
 ]

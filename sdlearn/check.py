@@ -484,11 +484,9 @@ def sample_by_hand(pipe) -> Exercise:
     Graded with the pipeline's own scheduler and with Euler, whose ``init_noise_sigma`` and
     ``scale_model_input`` are not trivial.
     """
-    from .models import make_scheduler, quiet_loading
+    from .models import with_scheduler
 
-    with quiet_loading():
-        euler = type(pipe).from_pipe(pipe, scheduler=make_scheduler("euler",
-                                                                    pipe.scheduler.config))
+    euler = with_scheduler(pipe, "euler")
     prompt = "a big green triangle at the bottom left on a white background"
     return Exercise(
         "sample_by_hand", _loop, [(pipe, prompt, 0, 4, 7.5), (euler, prompt, 1, 4, 7.5)],
@@ -580,12 +578,10 @@ def _loop_tolerance(pipe) -> float:
 def img2img_loop(pipe) -> Exercise:
     """Exercise: ``img2img_by_hand(pipe, image, prompt, strength, seed, steps, guidance_scale)``
     → the final latents, as ``StableDiffusionImg2ImgPipeline`` makes them."""
-    from .models import make_scheduler, quiet_loading
+    from .models import with_scheduler
     from .shapes import Scene, ShapeObject, render_image
 
-    with quiet_loading():
-        euler = type(pipe).from_pipe(pipe, scheduler=make_scheduler("euler",
-                                                                    pipe.scheduler.config))
+    euler = with_scheduler(pipe, "euler")
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     image = render_image(Scene("white", [ShapeObject("circle", "red", "big", "center")]), size)
     prompt = "a big blue square in the center on a white background"

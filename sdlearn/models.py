@@ -21,6 +21,8 @@ from .device import get_device
 from .paths import data_path
 
 ENV_VAR = "SDLEARN_MODEL"
+DTYPE_VAR = "SDLEARN_DTYPE"
+DTYPES = ("float32", "float16", "bfloat16")
 INFO_FILE = "sdlearn.json"  # sdlearn's own record inside a model folder; diffusers ignores it
 
 # Stable Diffusion 1.x's scheduler configuration (its scheduler/scheduler_config.json).
@@ -86,6 +88,25 @@ def make_scheduler(name: str, config) -> object:
     if key not in SCHEDULERS:
         raise ValueError(f"scheduler={name!r} is unknown; choose one of {', '.join(SCHEDULERS)}")
     return getattr(diffusers, SCHEDULERS[key]).from_config(config)
+
+
+def with_scheduler(pipe, name: str, pipeline_class=None):
+    """The same pipeline with another scheduler (by short name), sharing every other component.
+
+    ``pipeline_class`` (default: ``type(pipe)``) may be another pipeline, such as
+    ``StableDiffusionImg2ImgPipeline``. Nothing is loaded twice, and the precision is kept:
+    diffusers' ``from_pipe`` casts the shared weights to float32 unless it is given a dtype,
+    which on a GPU would double their memory and change ``pipe`` too.
+
+    >>> pipe = load_pipeline()
+    >>> euler = with_scheduler(pipe, "euler")
+    >>> euler.unet is pipe.unet, euler.scheduler.__class__.__name__
+    (True, 'EulerDiscreteScheduler')
+    """
+    cls = pipeline_class or type(pipe)
+    with quiet_loading():
+        return cls.from_pipe(pipe, scheduler=make_scheduler(name, pipe.scheduler.config),
+                             dtype=pipe.dtype)
 
 
 def build_pipeline(arch: TinyArchitecture | None = None, *, seed: int = 0):
@@ -215,8 +236,9 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
     - ``model``: a local folder in diffusers layout, or a hub id such as
       ``"stable-diffusion-v1-5/stable-diffusion-v1-5"``. Default: ``$SDLEARN_MODEL`` if set,
       else the embedded tiny model.
-    - ``device``: default :func:`get_device`. ``dtype``: default float16 on CUDA, float32
-      elsewhere. ``scheduler``: a short name (``pndm ddim lms euler dpm``) to swap it.
+    - ``device``: default :func:`get_device`. ``dtype``: default ``$SDLEARN_DTYPE`` if set
+      (``float32``, ``float16`` or ``bfloat16``), else float16 on CUDA and float32 elsewhere.
+      ``scheduler``: a short name (``pndm ddim lms euler dpm``) to swap it.
 
     Weights are read from safetensors files only.
 
@@ -232,7 +254,7 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
                          f"{', '.join(SCHEDULERS)}")
     device = _check_device(device or get_device())
     if dtype is None:
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        dtype = _dtype_from_env() or (torch.float16 if device.type == "cuda" else torch.float32)
     kwargs = {"safety_checker": None, "requires_safety_checker": False, "use_safetensors": True,
               "dtype": dtype}
     path = Path(model).expanduser()
@@ -253,6 +275,19 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
     if scheduler is not None:
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     return pipe
+
+
+def _dtype_from_env():
+    import torch
+
+    name = os.environ.get(DTYPE_VAR, "").strip()
+    if not name:
+        return None
+    if name not in DTYPES:
+        raise ValueError(f"${DTYPE_VAR}={name!r} is not a precision sdlearn knows; set it to one "
+                         f"of {', '.join(DTYPES)}, or unset it for the default (float16 on a GPU, "
+                         "float32 on a CPU)")
+    return getattr(torch, name)
 
 
 @contextmanager

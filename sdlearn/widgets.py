@@ -29,7 +29,7 @@ from PIL import Image
 from . import masks
 from .device import make_generator
 from .images import to_pil, upscale
-from .models import SCHEDULERS, make_scheduler, quiet_loading
+from .models import SCHEDULERS, with_scheduler
 
 
 class Playground:
@@ -43,7 +43,6 @@ class Playground:
                  "background", *, display_size: int = 256):
         self.pipe = pipe
         self.display_size = display_size
-        self.base_config = pipe.scheduler.config
         self.prompt = w.Textarea(value=prompt, description="prompt",
                                  layout=w.Layout(width="95%"))
         self.negative = w.Text(value="", description="negative", layout=w.Layout(width="95%"))
@@ -75,9 +74,7 @@ class Playground:
         name = self.scheduler.value
         if type(self.pipe.scheduler).__name__ == SCHEDULERS[name]:
             return self.pipe
-        with quiet_loading():
-            return type(self.pipe).from_pipe(
-                self.pipe, scheduler=make_scheduler(name, self.base_config))
+        return with_scheduler(self.pipe, name)
 
     def generate(self):
         """Make an image with the controls' values; what the Generate button does."""

@@ -6,6 +6,7 @@ from diffusers import StableDiffusionPipeline
 
 from sdlearn import ModelNotFoundError, is_shapes_model, load_pipeline, make_generator
 from sdlearn.models import (
+    DTYPE_VAR,
     ENV_VAR,
     SCHEDULERS,
     build_pipeline,
@@ -13,6 +14,7 @@ from sdlearn.models import (
     embedded_model_path,
     make_scheduler,
     save_pipeline,
+    with_scheduler,
 )
 
 
@@ -76,6 +78,30 @@ def test_env_var_switches_every_lesson(small_model_dir, monkeypatch):
     assert pipe.name_or_path == str(small_model_dir)
     assert pipe.vae_scale_factor == 4 and pipe.text_encoder.config.hidden_size == 32
     assert _image(pipe).shape == (1, 32, 32, 3)
+
+
+def test_dtype_env_var_sets_the_precision(small_model_dir, monkeypatch):
+    monkeypatch.setenv(DTYPE_VAR, "float16")
+    pipe = load_pipeline(small_model_dir)
+    assert pipe.unet.dtype == pipe.vae.dtype == pipe.text_encoder.dtype == torch.float16
+    assert load_pipeline(small_model_dir, dtype=torch.float32).unet.dtype == torch.float32
+    monkeypatch.setenv(DTYPE_VAR, "half")
+    with pytest.raises(ValueError, match=r"SDLEARN_DTYPE='half'.*float32, float16, bfloat16"):
+        load_pipeline(small_model_dir)
+
+
+def test_with_scheduler_shares_the_weights_and_keeps_the_precision(small_model_dir):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    pipe = load_pipeline(small_model_dir, dtype=torch.float16)
+    euler = with_scheduler(pipe, "euler")
+    i2i = with_scheduler(pipe, "ddim", StableDiffusionImg2ImgPipeline)
+    assert type(euler.scheduler).__name__ == "EulerDiscreteScheduler"
+    assert isinstance(i2i, StableDiffusionImg2ImgPipeline)
+    assert euler.unet is pipe.unet and i2i.vae is pipe.vae
+    # diffusers' from_pipe alone would have cast the shared weights (and so `pipe`) to float32
+    assert pipe.unet.dtype == euler.unet.dtype == torch.float16
+    assert type(pipe.scheduler).__name__ != "EulerDiscreteScheduler"
 
 
 def test_saved_folder_loads_back_with_identical_output(small_arch, tmp_path):

@@ -3,7 +3,8 @@
 nbval (``pytest`` on ``notebooks/``) re-runs the authored lessons with the embedded model and
 compares their outputs. Here the learner versions — every exercise left blank — run end to end
 with a model of other sizes, which shows both that skipped exercises never break a lesson and
-that no lesson depends on the tiny model's numbers.
+that no lesson depends on the tiny model's numbers. They run in float16, the precision real
+Stable Diffusion gets on a GPU, so that every comparison with diffusers is also checked there.
 """
 
 import json
@@ -60,6 +61,7 @@ def test_learner_version_runs_with_another_model(lesson, plain_model_dir, tmp_pa
     from nbclient import NotebookClient
 
     monkeypatch.setenv("SDLEARN_MODEL", str(plain_model_dir))
+    monkeypatch.setenv("SDLEARN_DTYPE", "float16")  # as on a GPU (CPUs run float16 too, slowly)
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     nb = nbformat.read(NOTEBOOKS / "learner" / lesson.name, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
