@@ -22,7 +22,9 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -33,6 +35,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from sdlearn import load_pipeline, make_generator  # noqa: E402
 from sdlearn.images import to_tensor  # noqa: E402
 from sdlearn.shapes import caption, random_scene, render, score  # noqa: E402
+from sdlearn.speed import write_record  # noqa: E402
 from sdlearn.train import EVAL_SEED0, VALID_SEED0  # noqa: E402
 
 STEPS, GUIDANCE = 25, 7.5  # the course's default sampler settings, with the model's scheduler
@@ -106,6 +109,8 @@ def main():
                              "200 scenes leave ±0.012 of sampling error on a rate near 0.97)")
     parser.add_argument("--validation", action="store_true",
                         help="the validation scenes, not the evaluation set")
+    parser.add_argument("--out", type=Path,
+                        help="also write the figures, dated and with the machine, as JSON here")
     args = parser.parse_args()
     if args.n < 1 or args.vae_n < 1 or args.sweep_n < 0:
         parser.error("--n and --vae-n must be 1 or more, --sweep-n 0 or more")
@@ -130,7 +135,7 @@ def main():
         sweep[str(g)] = {"single": round(s1, 3), "two": round(s2, 3)}
     progress.close()
     psnr, recon_right = vae_quality(pipe, args.vae_n, seed0)
-    print(json.dumps({
+    result = {
         "model": pipe.name_or_path, "scenes": "validation" if args.validation else "evaluation",
         "steps": STEPS, "guidance": GUIDANCE,
         "scheduler": type(pipe.scheduler).__name__, "n_single": args.n, "n_two": args.n,
@@ -145,7 +150,10 @@ def main():
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "numpy": np.__version__,
-    }))
+    }
+    print(json.dumps(result))
+    if args.out:
+        print(f"wrote {write_record(args.out, result)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

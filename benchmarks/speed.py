@@ -17,6 +17,7 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -24,6 +25,7 @@ import torch  # noqa: E402
 
 from sdlearn import load_pipeline, make_generator  # noqa: E402
 from sdlearn.sampling import decode, encode_prompts, sample  # noqa: E402
+from sdlearn.speed import write_record  # noqa: E402
 
 PROMPT = ("a big red circle at the top left and a small blue square in the center "
           "on a white background")
@@ -54,6 +56,8 @@ def main():
     parser.add_argument("--model", default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path,
+                        help="also write the figures, dated and with the machine, as JSON here")
     args = parser.parse_args()
     if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
         print("speed.py: OMP_WAIT_POLICY=PASSIVE is set: small models run much slower with it "
@@ -86,7 +90,7 @@ def main():
     medians = {k: statistics.median(v) for k, v in parts.items()}
     total = sum(medians.values())
     pipe_median, hand_median = statistics.median(pipeline_s), statistics.median(hand_s)
-    print(json.dumps({
+    result = {
         "model": pipe.name_or_path, "device": str(device),
         "scheduler": type(pipe.scheduler).__name__, "steps": STEPS,
         "guidance": GUIDANCE, "batch": 1, "repeats": args.repeats,
@@ -100,7 +104,10 @@ def main():
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,
-    }))
+    }
+    print(json.dumps(result))
+    if args.out:
+        print(f"wrote {write_record(args.out, result)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python benchmarks/speed_lesson.py                    # the tiny model on the CPU
     python benchmarks/speed_lesson.py --device cuda      # an SD 1.5-sized pipeline on a GPU
-    python benchmarks/speed_lesson.py --device cuda --out data/speed/gpu.json
+    python benchmarks/speed_lesson.py --device cuda --out data/speed/gpu-sd15.json
 
 Prints the table (first call, median, spread, speed-up over plain float32, pixel difference,
 peak GPU memory), where the time goes, and the FLOP-based lower bound of a UNet step; writes it
@@ -12,7 +12,6 @@ all as JSON with the hardware and library versions when --out is given.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -80,15 +79,14 @@ def main(argv=None) -> int:
           f"(the UNet uses {bound / step:.0%} of the matmul rate)")
 
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({
-            "recorded": time.strftime("%Y-%m-%d"), "model": model, "device": str(device),
+        speed.write_record(args.out, {
+            "model": model, "device": str(device),
             "images": images, "steps": steps, "size": size, "repeats": args.repeats,
             "table": speed.as_json(table), "breakdown_s": parts,
             "unet_gflop_per_call": flops / 1e9, "matmul_tflops": rate / 1e12,
             "unet_step_s": step, "lower_bound_s": bound,
-            "machine": speed.machine(), "wall_s": round(time.time() - started, 1),
-        }, indent=2) + "\n")
+            "wall_s": round(time.time() - started, 1),
+        })
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

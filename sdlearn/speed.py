@@ -396,6 +396,23 @@ def machine() -> dict:
     return info
 
 
+def write_record(path, result: dict):
+    """Write a benchmark's ``result`` as JSON to ``path``, dated and with :func:`machine`.
+
+    The README's figures cite such records, so that every number has its source. Returns the
+    path.
+    """
+    import json
+    import time
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"recorded": time.strftime("%Y-%m-%d"), **result,
+                                "machine": machine()}, indent=2) + "\n")
+    return path
+
+
 def as_json(table: list[dict]) -> list[dict]:
     """The table without the pictures, ready for ``json.dump``."""
     return [{k: v for k, v in row.items() if k != "images"} for row in table]

@@ -16,9 +16,18 @@ def run_script(name: str, *args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_quality_prints_every_field(small_model_dir):
+def _recorded(path: Path, figures: dict) -> None:
+    """--out writes what was printed, dated and with the machine it ran on."""
+    record = json.loads(path.read_text())
+    assert {k: record[k] for k in figures} == figures
+    assert record["recorded"][:2] == "20" and record["machine"]["cpu_count"] >= 1
+
+
+def test_quality_prints_every_field(small_model_dir, tmp_path):
     figures = run_script("quality.py", "--model", str(small_model_dir), "--n", "2",
-                         "--sweep-n", "1", "--vae-n", "3", "--validation")
+                         "--sweep-n", "1", "--vae-n", "3", "--validation",
+                         "--out", str(tmp_path / "q.json"))
+    _recorded(tmp_path / "q.json", figures)
     assert figures["scenes"] == "validation" and figures["n_vae"] == 3
     for key in ("adherence_single", "adherence_two", "vae_psnr", "scorer_on_reconstructions",
                 "seconds_per_image"):
@@ -64,8 +73,10 @@ def test_sweep_reuses_the_main_runs_images(small_model_dir):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_speed_prints_times_and_shares(small_model_dir):
-    figures = run_script("speed.py", "--model", str(small_model_dir), "--repeats", "1")
+def test_speed_prints_times_and_shares(small_model_dir, tmp_path):
+    figures = run_script("speed.py", "--model", str(small_model_dir), "--repeats", "1",
+                         "--out", str(tmp_path / "s.json"))
+    _recorded(tmp_path / "s.json", figures)
     assert figures["steps"] == 25 and figures["guidance"] == 7.5 and figures["batch"] == 1
     assert figures["scheduler"].endswith("Scheduler") and figures["omp_wait_policy"]
     assert figures["pipeline_s_per_image"] > 0 and figures["hand_loop_s_per_image"] > 0
