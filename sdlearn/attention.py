@@ -84,6 +84,14 @@ def record_cross_attention(unet):
         unet.set_attn_processor(saved)
 
 
+def _layer_grid(h: int, w: int, positions: int) -> tuple[int, int] | None:
+    """The (rows, cols) of a layer with ``positions`` queries: the latents halved, rounding up
+    as the UNet's stride-2 convolutions do (65 → 33 → 17 → 9)."""
+    while h * w > positions and h > 1:
+        h, w = -(-h // 2), -(-w // 2)
+    return (h, w) if h * w == positions else None
+
+
 def token_maps(store: dict, tokens: list[int], latent_size: int | tuple[int, int], *,
                batch_index: int = -1) -> torch.Tensor:
     """One attention map per token position, averaged over layers, heads and calls.
@@ -98,12 +106,12 @@ def token_maps(store: dict, tokens: list[int], latent_size: int | tuple[int, int
         if not entry:
             continue
         probs = entry["sum"][batch_index] / entry["calls"]  # (queries, tokens)
-        scale = round((h * w / probs.shape[0]) ** 0.5)
-        if scale < 1 or (h // scale) * (w // scale) != probs.shape[0]:
+        grid = _layer_grid(h, w, probs.shape[0])
+        if grid is None:
             raise ValueError(f"layer {name} has {probs.shape[0]} positions, which does not fit "
                              f"latent_size={(h, w)}: pass the latents' size of the recorded run, "
                              "(height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)")
-        maps = probs[:, tokens].T.reshape(len(tokens), 1, h // scale, w // scale)
+        maps = probs[:, tokens].T.reshape(len(tokens), 1, *grid)
         total += F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
         count += 1
     if count == 0:

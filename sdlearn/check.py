@@ -500,7 +500,7 @@ def sample_by_hand(pipe) -> Exercise:
             (lambda *a: _loop(*a, order=("cond", "uncond")),
              "the embeddings' order must match the chunks: [uncond, cond], then "
              "noise_pred.chunk(2) gives (uncond, cond)"),
-        ], atol=1e-3, rtol=1e-3)
+        ], atol=_loop_tolerance(pipe), rtol=_loop_tolerance(pipe))
 
 
 # ----------------------------------------------------------------------------- 06_img2img

@@ -2,7 +2,8 @@
 
 img2img starts the sampling loop part-way: encode the picture, noise its latents to the level
 of a later timestep, and denoise from there. ``strength`` is the fraction of the schedule that
-is run: 1 ignores the picture, 0 returns it unchanged.
+is run: 1 runs all of it, from the noisiest step (where a little of the picture still shows);
+a strength too small to run a single step is refused.
 
 >>> import sdlearn
 >>> pipe = sdlearn.load_pipeline(scheduler="ddim")
@@ -31,7 +32,7 @@ def check_strength(strength: float) -> float:
     """``strength`` as a float in [0, 1], or a ``ValueError`` that says so."""
     if not 0.0 <= float(strength) <= 1.0:
         raise ValueError(f"strength={strength} is outside [0, 1]: it is the fraction of the "
-                         "denoising schedule to run (0 keeps the image, 1 ignores it)")
+                         "denoising schedule to run (1 runs all of it)")
     return float(strength)
 
 
@@ -44,10 +45,20 @@ def img2img_timesteps(scheduler, steps: int, strength: float):
     strength = check_strength(strength)
     scheduler.set_timesteps(steps)
     run = min(int(steps * strength), steps)
-    start = max(steps - run, 0)
+    if run < 1:
+        raise ValueError(f"strength={strength} with steps={steps} runs no step at all "
+                         f"(int(steps * strength) = 0): raise strength to at least "
+                         f"{1 / steps:.3g}, or use more steps")
+    start = steps - run
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start * scheduler.order)
     return scheduler.timesteps[start * scheduler.order:]
+
+
+def _one_prompt(prompt) -> None:
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be one string (one picture is edited at a time), got "
+                         f"{type(prompt).__name__}: call once per prompt")
 
 
 def prepare_image(pipe, image) -> torch.Tensor:
@@ -56,19 +67,40 @@ def prepare_image(pipe, image) -> torch.Tensor:
     RGBA and greyscale pictures are converted (with a warning); a size that is not a multiple
     of the VAE factor is refused with the nearest sizes that are.
     """
+    if isinstance(image, torch.Tensor):
+        return _tensor_image(pipe, image)
     if isinstance(image, Image.Image) and image.mode != "RGB":
         warnings.warn(f"the image was {image.mode}; converted to RGB", stacklevel=2)
         image = image.convert("RGB")
-    image = image if isinstance(image, torch.Tensor) else to_pil(image)
-    h, w = image.shape[-2:] if isinstance(image, torch.Tensor) else (image.height, image.width)
+    image = to_pil(image)
+    h, w = image.height, image.width
+    _check_size(pipe, h, w)
+    # The pipeline's own preprocessing: the same values as sdlearn.to_tensor (lesson 01), in
+    # the same memory layout, so the VAE rounds exactly as it does inside diffusers.
+    return pipe.image_processor.preprocess(image).to(pipe.device, pipe.vae.dtype)
+
+
+def _check_size(pipe, h: int, w: int) -> None:
     f = pipe.vae_scale_factor
     if h % f or w % f:
         fit = (max(f, round(w / f) * f), max(f, round(h / f) * f))
         raise ValueError(f"the image is {w}x{h}, not a multiple of the VAE factor {f}: resize "
                          f"or crop it to {fit[0]}x{fit[1]} (sdlearn.editing.crop_and_resize)")
-    # The pipeline's own preprocessing: the same values as sdlearn.to_tensor (lesson 01), in
-    # the same memory layout, so the VAE rounds exactly as it does inside diffusers.
-    return pipe.image_processor.preprocess(image).to(pipe.device, pipe.vae.dtype)
+
+
+def _tensor_image(pipe, x: torch.Tensor) -> torch.Tensor:
+    """A tensor picture in sdlearn's convention ((B,) 3, H, W in [-1, 1]), checked."""
+    x = x.unsqueeze(0) if x.dim() == 3 else x
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"a tensor image must be (3, H, W) or (B, 3, H, W), got "
+                         f"{tuple(x.shape)}: latents go to the sampling loop, not here")
+    low, high = x.min().item(), x.max().item()
+    if low < -1.001 or high > 1.001:
+        raise ValueError(f"a tensor image holds values in [-1, 1] (sdlearn.to_tensor); this one "
+                         f"spans [{low:.3g}, {high:.3g}]: from [0, 1] use x * 2 - 1, from "
+                         "[0, 255] use x / 127.5 - 1")
+    _check_size(pipe, *x.shape[-2:])
+    return x.to(pipe.device, pipe.vae.dtype)
 
 
 @torch.no_grad()
@@ -76,6 +108,7 @@ def img2img(pipe, image, prompt: str, *, strength: float = 0.8, steps: int = 50,
             guidance_scale: float = 7.5, negative_prompt: str | None = None,
             generator: torch.Generator | None = None) -> torch.Tensor:
     """img2img by hand; the same latents as ``StableDiffusionImg2ImgPipeline`` at one seed."""
+    _one_prompt(prompt)
     timesteps = img2img_timesteps(pipe.scheduler, steps, strength)
     uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
     init, noise = encode_image(pipe, prepare_image(pipe, image), generator)
@@ -130,16 +163,17 @@ def inpaint(pipe, image, mask, prompt: str, *, strength: float = 1.0, steps: int
     of the next step. ``num_resamples`` > 1 repeats each step that many times (RePaint): the
     result is noised back up and denoised again, so the new region can agree with the kept one.
     With ``num_resamples=1`` this is step for step ``StableDiffusionInpaintPipeline``.
-    ``on_step(i, t, latents)`` is called after each blended step.
+    ``on_step(i, t, latents, noise_pred)`` is called after each blended step, as in
+    :func:`sdlearn.sampling.denoise`.
     """
+    _one_prompt(prompt)
     if int(num_resamples) < 1:
         raise ValueError(f"num_resamples={num_resamples}: use 1 (no resampling) or more")
     name = type(pipe.scheduler).__name__
     if num_resamples > 1 and name not in REPEATABLE_STEP:
         raise ValueError(f"num_resamples={num_resamples} repeats each step, which needs a "
-                         f"scheduler whose step keeps no state; {name} does: load the pipeline "
-                         "with scheduler='ddim' or set "
-                         "pipe.scheduler = make_scheduler(pipe, 'ddim')")
+                         f"scheduler whose step keeps no state; {name} does: use "
+                         "sdlearn.with_scheduler(pipe, 'ddim')")
     timesteps = img2img_timesteps(pipe.scheduler, steps, strength)
     x = prepare_image(pipe, image)
     m = latent_mask(check_mask(mask, x), pipe.vae_scale_factor).to(pipe.device, x.dtype)
@@ -174,7 +208,7 @@ def inpaint(pipe, image, mask, prompt: str, *, strength: float = 1.0, steps: int
                 latents = stepped
                 break
         if on_step is not None:
-            replaced = on_step(i, t, latents)
+            replaced = on_step(i, t, latents, noise_pred)
             latents = latents if replaced is None else replaced
     return latents
 

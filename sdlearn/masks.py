@@ -87,7 +87,7 @@ def object_box(scene, index: int, size: int = 64, *, margin: float = 2) -> Image
     >>> from sdlearn.shapes import Scene, ShapeObject
     >>> scene = Scene("white", [ShapeObject("circle", "red", "big", "center")])
     >>> object_box(scene, 0).getbbox()
-    (17, 17, 47, 47)
+    (21, 21, 43, 43)
     """
     if not 0 <= index < len(scene.objects):
         raise ValueError(f"index={index}: the scene has {len(scene.objects)} object(s)")

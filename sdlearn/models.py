@@ -255,6 +255,8 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
     device = _check_device(device or get_device())
     if dtype is None:
         dtype = _dtype_from_env() or (torch.float16 if device.type == "cuda" else torch.float32)
+    elif not isinstance(dtype, torch.dtype):
+        dtype = _parse_dtype(dtype, "dtype")
     kwargs = {"safety_checker": None, "requires_safety_checker": False, "use_safetensors": True,
               "dtype": dtype}
     path = Path(model).expanduser()
@@ -278,16 +280,18 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
 
 
 def _dtype_from_env():
+    name = os.environ.get(DTYPE_VAR, "").strip()
+    return _parse_dtype(name, f"${DTYPE_VAR}") if name else None
+
+
+def _parse_dtype(name, what: str):
     import torch
 
-    name = os.environ.get(DTYPE_VAR, "").strip()
-    if not name:
-        return None
-    if name not in DTYPES:
-        raise ValueError(f"${DTYPE_VAR}={name!r} is not a precision sdlearn knows; set it to one "
-                         f"of {', '.join(DTYPES)}, or unset it for the default (float16 on a GPU, "
-                         "float32 on a CPU)")
-    return getattr(torch, name)
+    if str(name).removeprefix("torch.") not in DTYPES:
+        raise ValueError(f"{what}={name!r} is not a precision sdlearn knows; use one of "
+                         f"{', '.join(DTYPES)} (or torch.float16, ...), or leave it unset for "
+                         "the default (float16 on a GPU, float32 on a CPU)")
+    return getattr(torch, str(name).removeprefix("torch."))
 
 
 @contextmanager
@@ -324,8 +328,11 @@ def _from_hub(model: str, kwargs: dict):
     try:
         return StableDiffusionPipeline.from_pretrained(model, **kwargs)
     except Exception as error:  # connection, HTTP and missing-file errors all end here
+        detail = " ".join(str(error).split())[:300]  # the first lines say why (a missing
+        # safetensors file reads differently from a refused connection)
         raise _not_found(model, "it is not in the local Hugging Face cache and the hub could "
-                                f"not provide it ({type(error).__name__})") from error
+                                f"not provide it ({type(error).__name__}: {detail}); sdlearn "
+                                "loads safetensors weights only") from error
 
 
 def architecture_dict(arch: TinyArchitecture) -> dict:

@@ -35,3 +35,13 @@ def test_token_maps_are_normalised_latent_maps(tiny_pipe):
         token_maps(store, [2], (8, 6))
     with pytest.raises(ValueError, match="nothing was recorded"):
         token_maps({}, [2], 8)
+
+
+def test_token_maps_at_sizes_that_halve_unevenly(tiny_pipe):
+    # 72 px: 9x9 latents, then 5x5 and 3x3 inside the UNet (its stride-2 convolutions round up)
+    with record_cross_attention(tiny_pipe.unet) as store:
+        tiny_pipe("a big red circle", num_inference_steps=2, height=72, width=72)
+    assert {entry["sum"].shape[1] for entry in store.values() if entry} >= {81, 25}
+    maps = token_maps(store, [2, 3], (9, 9))
+    assert maps.shape == (2, 9, 9)
+    assert torch.allclose(maps.sum(dim=(1, 2)), torch.ones(2))

@@ -9,7 +9,7 @@ MODULES = ["sdlearn.text", "sdlearn.images", "sdlearn.device", "sdlearn.grading"
            "sdlearn.shapes", "sdlearn.shapes.world", "sdlearn.shapes.render",
            "sdlearn.shapes.captions", "sdlearn.shapes.scorer", "sdlearn.models",
            "sdlearn.sampling", "sdlearn.attention", "sdlearn.check", "sdlearn.widgets",
-           "sdlearn.editing",
+           "sdlearn.editing", "sdlearn.masks", "sdlearn.speed", "sdlearn",
            "sdlearn.train"]
 
 

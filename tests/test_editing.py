@@ -29,11 +29,33 @@ def test_img2img_by_hand_equals_the_diffusers_pipeline(scheduler, strength):
 def test_strength_picks_the_last_steps(tiny_pipe):
     ddim = load_pipeline(scheduler="ddim").scheduler
     assert [int(t) for t in img2img_timesteps(ddim, 10, 0.3)] == [201, 101, 1]
-    assert len(img2img_timesteps(ddim, 10, 0.0)) == 0
+    assert len(img2img_timesteps(ddim, 10, 0.1)) == 1
+    for too_small in (0.0, 0.09):  # int(10 * strength) = 0: not one step would run
+        with pytest.raises(ValueError,
+                           match=rf"strength={too_small} with steps=10 runs no step.*0\.1"):
+            img2img_timesteps(ddim, 10, too_small)
     # PNDM lists one timestep twice (its warm-up): the same slice keeps one more entry.
     pndm = make_scheduler("pndm", tiny_pipe.scheduler.config)
     assert [int(t) for t in img2img_timesteps(pndm, 10, 0.3)] == [301, 201, 101, 1]
     assert [int(t) for t in img2img_timesteps(pndm, 10, 1.0)][:3] == [901, 801, 801]
+
+
+def test_tensor_images_use_the_minus_one_to_one_convention(tiny_pipe):
+    from sdlearn import to_tensor
+    from sdlearn.editing import prepare_image
+
+    picture = Image.new("RGB", (64, 64), (200, 40, 90))
+    assert torch.equal(prepare_image(tiny_pipe, to_tensor(picture)),
+                       prepare_image(tiny_pipe, picture))
+    with pytest.raises(ValueError, match=r"spans \[0, 255\].*x / 127.5 - 1"):
+        prepare_image(tiny_pipe, torch.linspace(0, 255, 64).repeat(3, 64, 1))
+    with pytest.raises(ValueError, match=r"\(1, 4, 8, 8\): latents go to the sampling loop"):
+        prepare_image(tiny_pipe, torch.zeros(1, 4, 8, 8))
+
+
+def test_one_prompt_at_a_time(tiny_pipe):
+    with pytest.raises(ValueError, match="prompt must be one string.*list"):
+        img2img(tiny_pipe, Image.new("RGB", (64, 64)), ["a", "b"], steps=2, strength=0.5)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
@@ -61,3 +83,13 @@ def test_crop_and_resize():
     assert crop_and_resize(img, (96, 48), zoom=2, center=(0.9, 0.1)).size == (96, 48)
     with pytest.raises(ValueError, match="zoom=0.5"):
         crop_and_resize(img, 64, zoom=0.5)
+    # Which part is kept: four coloured quadrants, 300x200. The square crop is the middle
+    # 200x200 (a centre pixel of each quadrant survives); zoom 3 at the top-right corner keeps
+    # only the red quadrant.
+    quad = np.zeros((200, 300, 3), np.uint8)
+    quad[:100, :150], quad[:100, 150:] = (0, 0, 255), (255, 0, 0)
+    quad[100:, :150], quad[100:, 150:] = (0, 255, 0), (255, 255, 0)
+    square = np.asarray(crop_and_resize(Image.fromarray(quad), 64))
+    assert (square[16, 16] == (0, 0, 255)).all() and (square[48, 48] == (255, 255, 0)).all()
+    corner = np.asarray(crop_and_resize(Image.fromarray(quad), 32, zoom=3, center=(1, 0)))
+    assert (np.abs(corner.astype(int) - (255, 0, 0)) <= 2).all()

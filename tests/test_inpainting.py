@@ -113,7 +113,7 @@ def test_kept_region_is_the_noised_original_until_the_end(tiny_pipe):
     m = latent_mask(mask, 8)
     seen = []
     out = inpaint(tiny_pipe, image, mask, "x", steps=4, generator=make_generator(0),
-                  on_step=lambda i, t, lat: seen.append(lat.clone()))
+                  on_step=lambda i, t, lat, noise_pred: seen.append(lat.clone()))
     from sdlearn.editing import encode_image, prepare_image
     init, _ = encode_image(tiny_pipe, prepare_image(tiny_pipe, image), make_generator(0))
     assert torch.equal(out * (1 - m), init * (1 - m))  # the last step puts back the clean latents
@@ -133,7 +133,8 @@ def test_resampling_repeats_steps_and_needs_ddim():
     assert len(calls) == 3 * 3 + 1  # every step but the last is done 3 times
     b = inpaint(pipe, image, mask, "x", steps=4, num_resamples=3, generator=make_generator(0))
     assert torch.equal(a, b)  # seeded
-    with pytest.raises(ValueError, match="num_resamples=2 .* PNDMScheduler does"):
+    with pytest.raises(ValueError, match=r"num_resamples=2 .* PNDMScheduler does: use "
+                                         r"sdlearn\.with_scheduler\(pipe, 'ddim'\)"):
         inpaint(load_pipeline(scheduler="pndm"), image, mask, "x", steps=4, num_resamples=2)
     with pytest.raises(ValueError, match="num_resamples=0"):
         inpaint(pipe, image, mask, "x", steps=4, num_resamples=0)
@@ -141,11 +142,12 @@ def test_resampling_repeats_steps_and_needs_ddim():
 
 def test_renoise_matches_the_forward_process_statistics():
     sched = load_pipeline(scheduler="ddim").scheduler
-    x = torch.zeros(1, 4, 64, 64)
-    out = renoise(sched, x, 1, 901, make_generator(0))
+    x = torch.full((1, 4, 64, 64), 2.0)  # not zero: the kept share's scaling is checked too
+    out = renoise(sched, x, 101, 901, make_generator(0))
     abar = sched.alphas_cumprod
-    expected = (1 - abar[901] / abar[1]).sqrt()
-    assert abs(out.std() - expected) < 0.02
+    keep, add = (abar[901] / abar[101]).sqrt(), (1 - abar[901] / abar[101]).sqrt()
+    assert abs(out.mean() - 2.0 * keep) < 0.02
+    assert abs(out.std() - add) < 0.02
     y = torch.ones(1, 1, 1, 1)
     assert torch.equal(blend(2 * y, 3 * y, torch.ones_like(y)), 2 * y)
 

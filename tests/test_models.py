@@ -88,6 +88,10 @@ def test_dtype_env_var_sets_the_precision(small_model_dir, monkeypatch):
     monkeypatch.setenv(DTYPE_VAR, "half")
     with pytest.raises(ValueError, match=r"SDLEARN_DTYPE='half'.*float32, float16, bfloat16"):
         load_pipeline(small_model_dir)
+    monkeypatch.delenv(DTYPE_VAR)
+    assert load_pipeline(small_model_dir, dtype="bfloat16").unet.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match=r"dtype='fp16' is not a precision"):
+        load_pipeline(small_model_dir, dtype="fp16")
 
 
 def test_with_scheduler_shares_the_weights_and_keeps_the_precision(small_model_dir):
