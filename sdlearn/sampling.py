@@ -26,7 +26,16 @@ from .text import tokenize
 @torch.no_grad()
 def encode_prompts(pipe, prompt: str | list[str], negative_prompt: str | list[str] | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(uncond, cond)`` text embeddings: the negative (or empty) prompt's, and the prompt's."""
+    """``(uncond, cond)`` text embeddings: the negative (or empty) prompt's, and the prompt's.
+
+    The order is the one guidance stacks them in, ``torch.cat([uncond, cond])``. diffusers'
+    ``pipe.encode_prompt`` returns the opposite, ``(prompt_embeds, negative_prompt_embeds)``.
+
+    >>> import sdlearn
+    >>> uncond, cond = encode_prompts(sdlearn.load_pipeline(), "a big red circle")
+    >>> uncond.shape == cond.shape, bool((uncond != cond).any())
+    (True, True)
+    """
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     negatives = negative_prompt if negative_prompt is not None else ""
     negatives = [negatives] * len(prompts) if isinstance(negatives, str) else list(negatives)
