@@ -328,8 +328,9 @@ def _from_hub(model: str, kwargs: dict):
     try:
         return StableDiffusionPipeline.from_pretrained(model, **kwargs)
     except Exception as error:  # connection, HTTP and missing-file errors all end here
-        detail = " ".join(str(error).split())[:300]  # the first lines say why (a missing
-        # safetensors file reads differently from a refused connection)
+        # The error's first lines say why: a model without safetensors weights reads
+        # differently from a refused connection.
+        detail = " ".join(str(error).split())[:300]
         raise _not_found(model, "it is not in the local Hugging Face cache and the hub could "
                                 f"not provide it ({type(error).__name__}: {detail}); sdlearn "
                                 "loads safetensors weights only") from error
