@@ -59,7 +59,7 @@ class TinyArchitecture:
     """The sizes of the tiny Stable Diffusion: the same classes as the real one, much smaller."""
 
     image_size: int = 64
-    vae_channels: tuple[int, ...] = (16, 32, 64, 64)  # 4 blocks → downsampling factor 8
+    vae_channels: tuple[int, ...] = (32, 64, 64, 64)  # 4 blocks → downsampling factor 8
     vae_layers_per_block: int = 1
     latent_channels: int = 4
     text_hidden_size: int = 64

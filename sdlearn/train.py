@@ -27,9 +27,11 @@ stopped. The result is ``out/pipeline``, a diffusers folder that ``load_pipeline
     sdlearn train --out runs/tiny-sd                      # the shipped model's recipe (*)
     sdlearn train --out runs/smoke --n-train 64 --vae-steps 4 --unet-steps 4   # a quick check
 
-(*) The shipped run began with ``unet_steps=24000``, ``decoder_steps=2000`` and
-``empty_fraction=0.1``, and was resumed with these defaults; its ``sdlearn.json`` lists each
-change and the UNet step it took effect at (``settings_changed``).
+(*) The shipped run began with ``unet_steps=12000`` and was resumed at UNet step 3500 with
+these defaults (8000, to finish within a working session); its ``sdlearn.json`` lists the change
+and the step it took effect at (``settings_changed``). The VAE's channels, ``(32, 64, 64, 64)``,
+are twice the first model's in the two outer blocks: with ``(16, 32, 64, 64)`` the scorer read
+0.961 of 1000 validation two-object reconstructions fully right, against 0.995 now.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ class TrainConfig:
     empty_fraction: float = 0.25   # share of each batch replaced by an empty scene
     decoder_margin: int = 0        # pixels around each object weighted like the object
     # text encoder + UNet
-    unet_steps: int = 12_000
+    unet_steps: int = 8_000
     unet_batch: int = 64
     unet_lr: float = 5e-4
     caption_dropout: float = 0.1

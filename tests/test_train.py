@@ -159,11 +159,11 @@ def test_recorded_command_gives_back_the_config(small_arch):
     assert other.endswith("# and the architecture in config.arch (no option sets it)")
     assert "--unet-steps 5" in other.split("#")[0]  # options come before the note
 
-    wider = TrainConfig(out="runs/w")
-    wider.arch.vae_channels = (32, 64, 64, 64)
-    command = wider.command()
-    assert command == "sdlearn train --out runs/w --vae-channels 32,64,64,64"  # no note
-    assert config_from_args(build_parser().parse_args(shlex.split(command)[1:])) == wider
+    narrower = TrainConfig(out="runs/w")
+    narrower.arch.vae_channels = (16, 32, 64, 64)
+    command = narrower.command()
+    assert command == "sdlearn train --out runs/w --vae-channels 16,32,64,64"  # no note
+    assert config_from_args(build_parser().parse_args(shlex.split(command)[1:])) == narrower
 
 
 def test_vae_channels_are_checked():
