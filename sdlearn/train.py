@@ -65,7 +65,7 @@ from .models import (
     make_scheduler,
     save_pipeline,
 )
-from .shapes import caption, random_scene, render
+from .shapes import caption, perturb, random_scene, render
 from .shapes.captions import PLACE_PHRASES, SCENE_TEMPLATES, SIZE_WORDS
 from .shapes.world import COLORS, SHAPES
 
@@ -102,6 +102,7 @@ class TrainConfig:
     unet_batch: int = 64
     unet_lr: float = 5e-4
     caption_dropout: float = 0.1
+    caption_noise: float = 0.0     # share of captions with one detail wrong (see training_captions)
     min_snr_gamma: float = 5.0     # Min-SNR loss weighting (Hang et al. 2023)
     ema_decay: float = 0.999
     warmup_steps: int = 200
@@ -141,6 +142,9 @@ class TrainConfig:
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler={self.scheduler!r} is unknown; choose one of "
                              f"{', '.join(SCHEDULERS)}")
+        for name in ("caption_dropout", "caption_noise"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 0 and below 1")
         if self.decoder_margin < 0:
             raise ValueError(f"decoder_margin={self.decoder_margin} must be 0 or more")
         groups = self.arch.norm_groups
@@ -161,6 +165,32 @@ class TrainConfig:
         arch = TinyArchitecture(**{k: tuple(v) if isinstance(v, list) else v
                                    for k, v in arch.items()})
         return cls(arch=arch, **d)
+
+
+# ----------------------------------------------------------------------------- captions
+
+def training_captions(scenes, rng: random.Random, dropout: float, noise: float = 0.0) -> list[str]:
+    """The prompts of one UNet batch: varied captions, ``""`` for ``dropout`` of them.
+
+    With ``noise`` > 0, that share of the captions describes the scene with one detail wrong
+    (:func:`sdlearn.shapes.perturb`), as captions scraped from the web often do. The model then
+    learns that a caption is likely, not certain, and guidance has something to sharpen.
+
+    >>> scene = random_scene(1, n_objects=1)  # a big blue circle at the top, yellow background
+    >>> training_captions([scene], random.Random(0), dropout=0.0)
+    ['at the top a large blue circle, yellow background']
+    >>> training_captions([scene], random.Random(0), dropout=0.0, noise=0.99)
+    ['on a yellow background, a large green circle at the top center']
+    """
+    prompts = []
+    for scene in scenes:
+        if rng.random() < dropout:
+            prompts.append("")
+            continue
+        if noise and rng.random() < noise:  # no draw at 0: older runs resume exactly
+            scene = perturb(scene, rng)
+        prompts.append(caption(scene, rng))
+    return prompts
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -618,8 +648,8 @@ class Trainer:
                 g["lr"] = cfg.unet_lr * _lr_factor(step, cfg.unet_steps, cfg.warmup_steps)
             rng = random.Random(_seed(cfg.seed, "unet", step))  # per step: exact resume
             idx = [rng.randrange(len(scenes)) for _ in range(cfg.unet_batch)]
-            prompts = ["" if rng.random() < cfg.caption_dropout else caption(scenes[i], rng)
-                       for i in idx]
+            prompts = training_captions([scenes[i] for i in idx], rng, cfg.caption_dropout,
+                                        cfg.caption_noise)
             ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                             truncation=True, return_tensors="pt").input_ids.to(self.device)
             x0 = latents[idx]

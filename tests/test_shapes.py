@@ -14,6 +14,7 @@ from sdlearn.shapes import (
     ShapeObject,
     caption,
     detect,
+    perturb,
     random_scene,
     render,
     score,
@@ -34,6 +35,26 @@ def test_random_scenes_are_valid():
         assert 1 <= len(scene.objects) <= 3
         assert len({o.place for o in scene.objects}) == len(scene.objects)
         assert all(o.color != scene.background for o in scene.objects)
+
+
+def test_perturb_changes_one_detail_and_keeps_the_scene_valid():
+    changed_attributes = set()
+    for seed in range(300):
+        scene = random_scene(seed)
+        wrong = perturb(scene, seed)
+        assert wrong == perturb(scene, seed) and wrong.background == scene.background
+        pairs = [(a, b) for a, b in zip(scene.objects, wrong.objects, strict=True) if a != b]
+        assert len(pairs) == 1
+        a, b = pairs[0]
+        diff = [f for f in ("color", "shape", "size", "place") if getattr(a, f) != getattr(b, f)]
+        assert len(diff) == 1 and a.offset == b.offset
+        changed_attributes.add(diff[0])
+        assert len({o.place for o in wrong.objects}) == len(wrong.objects)
+        assert all(o.color != wrong.background for o in wrong.objects)
+        assert caption(wrong) != caption(scene)
+    assert changed_attributes == {"color", "shape", "size", "place"}
+    with pytest.raises(ValueError, match="no objects"):
+        perturb(Scene("red"), 0)
 
 
 def test_render_is_antialiased_rgb():

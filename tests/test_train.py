@@ -1,4 +1,5 @@
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,8 @@ import torch
 
 import sdlearn.train as train_module
 from sdlearn import is_shapes_model, load_pipeline, make_generator
-from sdlearn.train import TrainConfig, Trainer, load_checkpoint
+from sdlearn.shapes import caption, perturb, random_scene
+from sdlearn.train import TrainConfig, Trainer, load_checkpoint, training_captions
 
 
 @pytest.fixture
@@ -230,3 +232,24 @@ def test_log_times_splits_old_records_where_a_process_resumed(tmp_path):
     log.write_text("\n".join(json.dumps({"time": t, "phase": "unet", "step": s})
                              for t, s in zip(times, steps, strict=True)))
     assert log_times(log) == {"wall_time_s": 40, "idle_s": 0}
+
+
+def test_training_captions_drop_and_mislabel_the_shares_asked():
+    scenes = [random_scene(s) for s in range(400)]
+    # Without noise, the random stream is the one older runs used: they resume exactly.
+    rng, twin = random.Random(1), random.Random(1)
+    old = ["" if twin.random() < 0.1 else caption(s, twin) for s in scenes]
+    assert training_captions(scenes, rng, dropout=0.1) == old
+
+    rng, twin = random.Random(2), random.Random(2)
+    prompts = training_captions(scenes, rng, dropout=0.0, noise=0.3)
+    replay = []
+    for s in scenes:
+        twin.random()  # the dropout draw
+        wrong = twin.random() < 0.3
+        replay.append((wrong, caption(perturb(s, twin) if wrong else s, twin)))
+    assert prompts == [p for _, p in replay]
+    share = sum(w for w, _ in replay) / len(scenes)
+    assert 0.22 < share < 0.38
+    with pytest.raises(ValueError, match="caption_noise"):
+        TrainConfig(caption_noise=1.0).validate()

@@ -89,6 +89,33 @@ class Scene:
         return replace(self, objects=tuple(objects))
 
 
+def perturb(scene: Scene, rng: random.Random | int) -> Scene:
+    """A copy of ``scene`` with one detail wrong: one object's colour, shape, size or place.
+
+    What a careless caption describes instead of the picture. The result is still a valid
+    scene (no object takes the background's colour or another object's place).
+
+    >>> scene = random_scene(3, n_objects=2)
+    >>> changed = [(a, b) for a, b in zip(scene.objects, perturb(scene, 0).objects) if a != b]
+    >>> len(changed)
+    1
+    """
+    rng = rng if isinstance(rng, random.Random) else random.Random(rng)
+    if not scene.objects:
+        raise ValueError("scene has no objects: perturb changes an object's detail")
+    index = rng.randrange(len(scene.objects))
+    obj = scene.objects[index]
+    attribute = rng.choice(("color", "shape", "size", "place"))
+    taken = {o.place for o in scene.objects}
+    options = {
+        "color": [c for c in COLORS if c not in (obj.color, scene.background)],
+        "shape": [s for s in SHAPES if s != obj.shape],
+        "size": [s for s in SIZES if s != obj.size],
+        "place": [p for p in PLACES if p not in taken],
+    }[attribute]
+    return scene.with_object(index, **{attribute: rng.choice(options)})
+
+
 def random_scene(seed: int | random.Random, n_objects: int | None = None, *,
                  max_objects: int = 3, jitter: float = 0.04) -> Scene:
     """A random scene, the same for the same seed.
