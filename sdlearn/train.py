@@ -16,9 +16,10 @@
 
 The exported pipeline samples with DDIM (``scheduler``), not Stable Diffusion's PNDM: on this
 model PNDM's fourth-order multistep update is unstable at guidance 7.5 (the latents oscillate
-and grow from the middle of the schedule; one-object prompts followed fell to 0.03, against 1.0
-with DDIM, on 40 validation scenes), the instability that DPM-Solver++ (Lu et al. 2022)
-describes for high-order solvers under large guidance. Every scheduler still runs:
+and grow from the middle of the schedule; on the first model, one-object prompts followed fell
+to 0.03, against 1.0 with DDIM, on 40 validation scenes; lesson 04 measures it on this one), the
+instability that DPM-Solver++ (Lu et al. 2022) describes for high-order solvers under large
+guidance. Every scheduler still runs:
 ``load_pipeline(scheduler="pndm")``.
 
 Each phase writes checkpoints (safetensors) into ``out``; running again resumes where it
