@@ -11,16 +11,17 @@
 4. ``unet``: the ``CLIPTextModel`` and the ``UNet2DConditionModel`` learn together to predict the
    noise added to the latents (Stable Diffusion's schedule), reading the caption through
    cross-attention. The caption is replaced by ``""`` for ``caption_dropout`` of the examples,
-   so the model also learns the unconditional prediction that guidance needs. The UNet's and
-   text encoder's weights are averaged (EMA) for the final model.
+   so the model also learns the unconditional prediction that guidance needs; with
+   ``caption_noise``, that share of the captions gets one detail wrong (off by default, see
+   :func:`training_captions`). The UNet's and text encoder's weights are averaged (EMA) for
+   the final model.
 
 The exported pipeline samples with DDIM (``scheduler``), not Stable Diffusion's PNDM: on this
 model PNDM's fourth-order multistep update is unstable at guidance 7.5 (the latents oscillate
 and grow from the middle of the schedule; on the first model, one-object prompts followed fell
 to 0.03, against 1.0 with DDIM, on 40 validation scenes; lesson 04 measures it on this one), the
 instability that DPM-Solver++ (Lu et al. 2022) describes for high-order solvers under large
-guidance. Every scheduler still runs:
-``load_pipeline(scheduler="pndm")``.
+guidance. Every scheduler still runs: ``load_pipeline(scheduler="pndm")``.
 
 Each phase writes checkpoints (safetensors) into ``out``; running again resumes where it
 stopped. The result is ``out/pipeline``, a diffusers folder that ``load_pipeline`` reads.
