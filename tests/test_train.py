@@ -109,6 +109,18 @@ def test_a_run_from_before_a_new_phase_resumes(cfg):
     Trainer(cfg)  # accepted: the phase has not run yet
 
 
+def test_a_run_from_before_caption_noise_keeps_exact_captions(cfg):
+    Trainer(TrainConfig(**{**cfg.__dict__, "caption_noise": 0.0}))
+    path = Path(cfg.out) / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["caption_noise"]  # as written before the setting existed: exact captions
+    path.write_text(json.dumps(saved))
+    assert TrainConfig().caption_noise > 0
+    with pytest.raises(ValueError, match="caption_noise"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "caption_noise": 0.5}))
+    Trainer(TrainConfig(**{**cfg.__dict__, "caption_noise": 0.0}))  # its own setting resumes
+
+
 def test_new_decoder_settings_redo_the_decoder_alone(cfg, reference_run):
     import shutil
 
