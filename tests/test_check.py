@@ -101,3 +101,20 @@ def test_reference_img2img_equals_the_pipeline(scheduler):
     theirs = i2i("a red circle", image=image, strength=0.6, num_inference_steps=5,
                  output_type="latent", generator=make_generator(2)).images
     assert torch.equal(_img2img(pipe, image, "a red circle", 0.6, 2, 5, 7.5), theirs)
+
+
+def test_timing_is_graded_the_same_on_a_busy_machine(tiny_pipe, monkeypatch):
+    """On a loaded runner a sleep overruns; a correct answer must still be correct, and a
+    mistake still get its own hint, not another's."""
+    import itertools
+    import time
+
+    sleep = time.sleep
+    overruns = itertools.cycle([0.05, 0.0, 0.03, 0.01])
+    monkeypatch.setattr(time, "sleep", lambda seconds: sleep(seconds + next(overruns)))
+
+    ex = EXERCISES["cold_and_warm"](tiny_pipe)
+    assert grade(ex, ex.reference, quiet=True).ok
+    for wrong, hint in ex.mistakes:
+        verdict = grade(ex, wrong, quiet=True)
+        assert verdict.status == "wrong" and hint in verdict.message
