@@ -59,6 +59,15 @@ def test_speed_table_and_breakdown_on_the_tiny_model(tiny_pipe):
     assert all(parts[k] > 0 for k in ("text encoder", "UNet steps", "VAE decode"))
 
 
+def test_a_breakdown_whose_parts_outgrow_the_whole_says_so(tiny_pipe, monkeypatch):
+    # A busy machine: each part, timed alone, took longer than it does inside the whole call.
+    timings = iter([0.01, 0.05, 0.02, 0.2])  # text encoder, one UNet call, VAE, whole call
+    monkeypatch.setattr(speed, "measure", lambda fn, **kw: speed.Timing(0.0, [next(timings)]))
+    with pytest.warns(UserWarning, match="more than the whole call's 200 ms"):
+        parts = speed.breakdown(tiny_pipe, steps=4)
+    assert parts["the rest"] < 0  # reported as measured, and explained
+
+
 def test_a_setting_that_fails_is_reported_not_raised(tiny_pipe):
     def broken(pipe):
         raise RuntimeError("not on this machine")
