@@ -349,6 +349,12 @@ def unet_inputs(pipe, images: int = 1, guided: bool = True):
 OVERLAP_TOLERANCE = 0.05  # the share of the whole by which the parts may outgrow it (noise)
 
 
+def outgrown(parts: dict[str, float]) -> bool:
+    """Whether :func:`breakdown`'s parts add up to more than the whole call, beyond
+    ``OVERLAP_TOLERANCE`` of it (then "the rest" is negative by more than noise)."""
+    return parts["the rest"] < -OVERLAP_TOLERANCE * sum(parts.values())
+
+
 def breakdown(pipe, *, prompt: str = "a big red circle in the center", steps: int = 10,
               repeats: int = 3) -> dict[str, float]:
     """Where one picture's time goes (seconds, medians): text encoder, UNet steps, VAE decode,
@@ -383,7 +389,7 @@ def breakdown(pipe, *, prompt: str = "a big red circle in the center", steps: in
         }
         total = measure(whole, repeats=repeats, device=device).median
     parts["the rest"] = total - sum(parts.values())
-    if parts["the rest"] < -OVERLAP_TOLERANCE * total:
+    if outgrown(parts):
         warnings.warn(
             f"the parts, each timed alone, add up to {(total - parts['the rest']) * 1000:.0f} "
             f"ms, more than the whole call's {total * 1000:.0f} ms, so 'the rest' is negative: "
@@ -437,4 +443,4 @@ def as_json(table: list[dict]) -> list[dict]:
 
 __all__ = ["Timing", "measure", "synchronize", "count_flops", "matmul_rate", "weights_bytes",
            "sd15_sized_pipeline", "settings", "speed_table", "format_table", "machine",
-           "as_json"]
+           "as_json", "outgrown"]
