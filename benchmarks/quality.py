@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -33,18 +32,14 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from sdlearn import load_pipeline, make_generator  # noqa: E402
-from sdlearn.images import to_tensor  # noqa: E402
-from sdlearn.shapes import caption, random_scene, render, score  # noqa: E402
-from sdlearn.speed import write_record  # noqa: E402
-from sdlearn.train import EVAL_SEED0, VALID_SEED0  # noqa: E402
+from sdlearn.images import psnr, to_tensor  # noqa: E402
+from sdlearn.records import write_record  # noqa: E402
+from sdlearn.shapes import caption, render, score  # noqa: E402
+from sdlearn.shapes.splits import EVAL_SEED0, VALID_SEED0, held_out_scenes  # noqa: E402
+from sdlearn.sizes import default_size  # noqa: E402
 
 STEPS, GUIDANCE = 25, 7.5  # the course's default sampler settings, with the model's scheduler
 SWEEP = (1.0, 3.0, 5.0, 7.5, 10.0)
-
-
-def eval_scenes(n: int, n_objects: int, seed0: int = EVAL_SEED0):
-    offset = seed0 + (0 if n_objects == 1 else 1_000_000)
-    return [random_scene(offset + i, n_objects=n_objects) for i in range(n)]
 
 
 @torch.no_grad()
@@ -73,21 +68,20 @@ def adherence(pipe, scenes, guidance, progress=None):
 
 @torch.no_grad()
 def vae_quality(pipe, n: int, seed0: int = EVAL_SEED0):
-    scenes = eval_scenes(n, 2, seed0)
+    scenes = held_out_scenes(n, 2, seed0)
     vae, mse, right = pipe.vae, [], 0
     for i in range(0, n, 50):
         chunk = scenes[i:i + 50]
-        x = to_tensor([render(s, pipe.unet.config.sample_size * pipe.vae_scale_factor)
+        x = to_tensor([render(s, default_size(pipe))
                        for s in chunk])
         recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
         mse += ((recon - x) ** 2).mean(dim=(1, 2, 3)).tolist()
         right += sum(score(r, s).fully_correct for r, s in zip(recon, chunk, strict=True))
-    psnr = statistics.mean(10 * math.log10(4 / max(m, 1e-12)) for m in mse)
-    return psnr, right / n
+    return statistics.mean(psnr(m) for m in mse), right / n
 
 
 def seconds_per_image(pipe, repeats: int = 5):
-    prompt = caption(eval_scenes(1, 2)[0])
+    prompt = caption(held_out_scenes(1, 2)[0])
     pipe(prompt, num_inference_steps=STEPS, guidance_scale=GUIDANCE)  # warm-up
     times = []
     for i in range(repeats):
@@ -117,7 +111,7 @@ def main():
     pipe = load_pipeline(args.model, device="cpu")
     pipe.set_progress_bar_config(disable=True)
     seed0 = VALID_SEED0 if args.validation else EVAL_SEED0
-    single, two = eval_scenes(args.n, 1, seed0), eval_scenes(args.n, 2, seed0)
+    single, two = held_out_scenes(args.n, 1, seed0), held_out_scenes(args.n, 2, seed0)
     sweep_n = min(args.sweep_n, args.n)
     # The sweep's point at the default guidance is the main run's first sweep_n scenes: the
     # same prompts and seeds, so the same images; they are not made twice.
@@ -134,7 +128,7 @@ def main():
             s2 = adherence(pipe, two[:sweep_n], g, progress)[0]
         sweep[str(g)] = {"single": round(s1, 3), "two": round(s2, 3)}
     progress.close()
-    psnr, recon_right = vae_quality(pipe, args.vae_n, seed0)
+    vae_psnr, recon_right = vae_quality(pipe, args.vae_n, seed0)
     result = {
         "model": pipe.name_or_path, "scenes": "validation" if args.validation else "evaluation",
         "steps": STEPS, "guidance": GUIDANCE,
@@ -144,7 +138,7 @@ def main():
         "attributes_single": {k: round(v, 3) for k, v in rates1.items()},
         "attributes_two": {k: round(v, 3) for k, v in rates2.items()},
         "guidance_sweep": sweep,
-        "vae_psnr": round(psnr, 2), "scorer_on_reconstructions": round(recon_right, 3),
+        "vae_psnr": round(vae_psnr, 2), "scorer_on_reconstructions": round(recon_right, 3),
         "scaling_factor": pipe.vae.config.scaling_factor,
         "seconds_per_image": round(seconds_per_image(pipe), 3),
         "torch_threads": torch.get_num_threads(),

@@ -12,7 +12,8 @@ import os as _os
 # learners cannot act on that, so sdlearn keeps transformers to errors unless told otherwise.
 _os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from .device import get_device, make_generator, seed_everything  # noqa: E402
+from .architectures import build_pipeline  # noqa: E402
+from .device import get_device, make_generator  # noqa: E402
 from .images import (  # noqa: E402
     image_grid,
     show_image,
@@ -24,7 +25,6 @@ from .images import (  # noqa: E402
 )
 from .models import (  # noqa: E402
     ModelNotFoundError,
-    build_pipeline,
     embedded_model_path,
     is_shapes_model,
     load_pipeline,
@@ -45,7 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ModelNotFoundError", "PromptTruncatedWarning", "build_pipeline", "count_tokens",
     "embedded_model_path", "get_device", "image_grid", "is_shapes_model", "load_pipeline",
-    "load_tokenizer", "make_generator", "make_scheduler", "model_info", "seed_everything",
+    "load_tokenizer", "make_generator", "make_scheduler", "model_info",
     "show_image", "show_images", "to_numpy", "to_pil", "to_tensor", "tokenize", "tokens_table",
     "upscale", "with_scheduler",
 ]

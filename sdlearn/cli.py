@@ -15,7 +15,8 @@ import random
 import sys
 from pathlib import Path
 
-from .models import SCHEDULERS, ModelNotFoundError
+from .models import ModelNotFoundError
+from .schedulers import SCHEDULERS
 
 USAGE_ERROR = 2
 
@@ -104,6 +105,7 @@ def _generate(args) -> None:
     from .device import make_generator
     from .images import image_grid
     from .models import load_pipeline
+    from .sizes import check_size
     from .text import count_tokens
 
     output = Path(args.output)
@@ -112,13 +114,11 @@ def _generate(args) -> None:
     if not output.parent.exists():
         raise CommandError(f"--output {output}: the folder {output.parent} does not exist")
     pipe = load_pipeline(args.model, device=args.device, scheduler=args.scheduler)
-    factor = pipe.vae_scale_factor
-    for name in ("height", "width"):
-        value = getattr(args, name)
-        if value is not None and value % factor:
-            lower = max(factor, value // factor * factor)
-            raise CommandError(f"--{name} {value} is not a multiple of the VAE factor {factor}; "
-                               f"use {lower} or {lower + factor}")
+    try:
+        check_size(args.height or 0, args.width or 0, pipe.vae_scale_factor,
+                   names=("--height", "--width"))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     limit = pipe.tokenizer.model_max_length
     for label, text in (("prompt", args.prompt), ("negative prompt", args.negative_prompt)):
         if text and (n := count_tokens(pipe.tokenizer, text)) > limit:

@@ -4,11 +4,11 @@
 True
 >>> make_generator(42).initial_seed()
 42
+>>> bool((randn((2, 3), make_generator(0)) == randn((2, 3), make_generator(0))).all())
+True
 """
 
 from __future__ import annotations
-
-import random
 
 
 def get_device() -> str:
@@ -33,11 +33,15 @@ def make_generator(seed: int, device: str = "cpu"):
     return torch.Generator(device).manual_seed(int(seed))
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global random generators at once."""
-    import numpy as np
+def randn(shape, generator=None, *, device=None, dtype=None):
+    """Standard normal noise of ``shape``, drawn on the generator's device, then moved to ``device``.
+
+    This is how diffusers draws its noise (``randn_tensor``): a CPU generator gives the same
+    numbers whatever device the model is on, so a seed means the same picture on every machine.
+    Without a generator the noise is drawn on ``device`` from torch's global generator.
+    """
     import torch
 
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    where = generator.device if generator is not None else device
+    noise = torch.randn(shape, generator=generator, device=where, dtype=dtype)
+    return noise if device is None else noise.to(device)

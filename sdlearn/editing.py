@@ -23,9 +23,11 @@ import warnings
 import torch
 from PIL import Image
 
+from .device import randn
 from .images import to_pil
 from .masks import check_mask, latent_mask
-from .sampling import _step_args, cfg_combine, denoise, encode_prompts
+from .sampling import denoise, encode_prompts, guided_noise, step_kwargs
+from .sizes import check_size
 
 
 def check_strength(strength: float) -> float:
@@ -81,11 +83,8 @@ def prepare_image(pipe, image) -> torch.Tensor:
 
 
 def _check_size(pipe, h: int, w: int) -> None:
-    f = pipe.vae_scale_factor
-    if h % f or w % f:
-        fit = (max(f, round(w / f) * f), max(f, round(h / f) * f))
-        raise ValueError(f"the image is {w}x{h}, not a multiple of the VAE factor {f}: resize "
-                         f"or crop it to {fit[0]}x{fit[1]} (sdlearn.editing.crop_and_resize)")
+    check_size(h, w, pipe.vae_scale_factor, what="the image",
+               fix=" (sdlearn.editing.crop_and_resize)")
 
 
 def _tensor_image(pipe, x: torch.Tensor) -> torch.Tensor:
@@ -123,10 +122,7 @@ def encode_image(pipe, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, t
     """
     vae = pipe.vae
     init = vae.encode(x).latent_dist.sample(generator) * vae.config.scaling_factor
-    device = generator.device if generator is not None else pipe.device
-    noise = torch.randn(init.shape, generator=generator, device=device,
-                        dtype=init.dtype).to(init.device)
-    return init, noise
+    return init, randn(init.shape, generator, device=init.device, dtype=init.dtype)
 
 
 def blend(latents: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -143,9 +139,8 @@ def renoise(scheduler, latents: torch.Tensor, t_from, t_to, generator=None) -> t
     abar = scheduler.alphas_cumprod.float()  # 1 − ratio in float16 would lose its digits
     ratio = abar[int(t_to)] / abar[int(t_from)]
     keep, add = ratio.sqrt().to(latents.dtype), (1 - ratio).sqrt().to(latents.dtype)
-    eps = torch.randn(latents.shape, generator=generator, dtype=latents.dtype,
-                      device=generator.device if generator is not None else latents.device)
-    return keep * latents + add * eps.to(latents.device)
+    eps = randn(latents.shape, generator, device=latents.device, dtype=latents.dtype)
+    return keep * latents + add * eps
 
 
 # Schedulers whose step() keeps no memory of earlier steps, so a step can be repeated.
@@ -182,35 +177,28 @@ def inpaint(pipe, image, mask, prompt: str, *, strength: float = 1.0, steps: int
     # The pipeline copies the latents into a plain (not channels-last) layout; the same layout
     # makes the UNet round exactly as it does there.
     init = init.contiguous()
-    scheduler, unet = pipe.scheduler, pipe.unet
+    scheduler = pipe.scheduler
     if strength == 1.0:
         latents = noise * scheduler.init_noise_sigma
     else:
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(len(init)))
-    guided = guidance_scale > 1
-    text = torch.cat([uncond, cond]) if guided else cond
-    step_kwargs = {"generator": generator} if "generator" in _step_args(scheduler) else {}
-    for i, t in enumerate(timesteps):
+    kwargs = step_kwargs(scheduler, generator)
+
+    def put_back(i, t, stepped, noise_pred):
         last = i == len(timesteps) - 1
-        for r in range(int(num_resamples)):
-            model_input = torch.cat([latents] * 2) if guided else latents
-            model_input = scheduler.scale_model_input(model_input, t)
-            noise_pred = unet(model_input, t, encoder_hidden_states=text).sample
-            if guided:
-                noise_pred = cfg_combine(*noise_pred.chunk(2), guidance_scale)
-            stepped = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
-            known = init if last else scheduler.add_noise(
-                init, noise, torch.tensor([timesteps[i + 1]]))
-            stepped = blend(stepped, known, m)
-            if r < num_resamples - 1 and not last:
-                latents = renoise(scheduler, stepped, timesteps[i + 1], t, generator)
-            else:
-                latents = stepped
-                break
+        known = init if last else scheduler.add_noise(init, noise, timesteps[i + 1:i + 2])
+        stepped = blend(stepped, known, m)
+        for _ in range(int(num_resamples) - 1 if not last else 0):  # RePaint: back up, again
+            latents = renoise(scheduler, stepped, timesteps[i + 1], t, generator)
+            noise_pred = guided_noise(pipe, latents, t, uncond, cond, guidance_scale)
+            stepped = blend(scheduler.step(noise_pred, t, latents, **kwargs).prev_sample, known, m)
         if on_step is not None:
-            replaced = on_step(i, t, latents, noise_pred)
-            latents = latents if replaced is None else replaced
-    return latents
+            replaced = on_step(i, t, stepped, noise_pred)
+            stepped = stepped if replaced is None else replaced
+        return stepped
+
+    return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator,
+                   on_step=put_back)
 
 
 def crop_and_resize(image, size: int | tuple[int, int], *, zoom: float = 1.0,

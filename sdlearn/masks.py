@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .sizes import check_size
+
 
 class MaskThresholdWarning(UserWarning):
     """A mask with grey values was made binary (values ≥ 128 count as white: repaint)."""
@@ -161,8 +163,7 @@ def latent_mask(mask, factor: int, *, mode: str = "nearest") -> torch.Tensor:
     """
     m = mask_tensor(mask)
     h, w = m.shape[-2:]
-    if h % factor or w % factor:
-        raise ValueError(f"the mask is {w}x{h}, not a multiple of the VAE factor {factor}")
+    check_size(h, w, factor, what="the mask")
     if mode == "nearest":
         return F.interpolate(m, size=(h // factor, w // factor))
     if mode == "any":

@@ -13,81 +13,28 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .device import get_device
 from .paths import data_path
+from .quiet import quiet_loading
+from .schedulers import SCHEDULERS, check_scheduler_name, make_scheduler
+from .sizes import default_size
+
+# SCHEDULERS, make_scheduler and quiet_loading live in schedulers.py and quiet.py; they are
+# named here too because lessons and learners reach for them beside load_pipeline.
+__all__ = ["ENV_VAR", "DTYPE_VAR", "DTYPES", "INFO_FILE", "ModelNotFoundError", "SCHEDULERS",
+           "describe", "embedded_model_path", "is_shapes_model", "load_pipeline",
+           "make_scheduler", "model_folder", "model_info", "quiet_loading", "save_pipeline",
+           "with_scheduler"]
 
 ENV_VAR = "SDLEARN_MODEL"
 DTYPE_VAR = "SDLEARN_DTYPE"
 DTYPES = ("float32", "float16", "bfloat16")
 INFO_FILE = "sdlearn.json"  # sdlearn's own record inside a model folder; diffusers ignores it
 
-# Stable Diffusion 1.x's scheduler configuration (its scheduler/scheduler_config.json).
-# clip_sample is not a PNDM setting, but it is kept so that DDIMScheduler.from_config(...)
-# inherits False, as it does with the real model.
-SD_SCHEDULER_CONFIG = {
-    "_class_name": "PNDMScheduler",
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "trained_betas": None,
-    "skip_prk_steps": True,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "clip_sample": False,
-}
-
-SCHEDULERS = {
-    "pndm": "PNDMScheduler",
-    "ddim": "DDIMScheduler",
-    "lms": "LMSDiscreteScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "dpm": "DPMSolverMultistepScheduler",
-}
-
-
 class ModelNotFoundError(OSError):
     """The model asked for is neither a usable local folder nor reachable on a model hub."""
-
-
-@dataclass
-class TinyArchitecture:
-    """The sizes of the tiny Stable Diffusion: the same classes as the real one, much smaller."""
-
-    image_size: int = 64
-    vae_channels: tuple[int, ...] = (32, 64, 64, 64)  # 4 blocks → downsampling factor 8
-    vae_layers_per_block: int = 1
-    latent_channels: int = 4
-    text_hidden_size: int = 64
-    text_layers: int = 4
-    text_heads: int = 4
-    text_intermediate_size: int = 256
-    unet_channels: tuple[int, ...] = (64, 128, 128)
-    unet_layers_per_block: int = 1
-    unet_head_dim: int = 8
-    norm_groups: int = 16
-
-    @property
-    def latent_size(self) -> int:
-        return self.image_size // 2 ** (len(self.vae_channels) - 1)
-
-
-def make_scheduler(name: str, config) -> object:
-    """A diffusers scheduler by short name (``pndm ddim lms euler dpm``), built from ``config``.
-
-    >>> make_scheduler("ddim", load_pipeline().scheduler.config).__class__.__name__
-    'DDIMScheduler'
-    """
-    import diffusers
-
-    key = name.lower()
-    if key not in SCHEDULERS:
-        raise ValueError(f"scheduler={name!r} is unknown; choose one of {', '.join(SCHEDULERS)}")
-    return getattr(diffusers, SCHEDULERS[key]).from_config(config)
 
 
 def with_scheduler(pipe, name: str, pipeline_class=None):
@@ -107,56 +54,6 @@ def with_scheduler(pipe, name: str, pipeline_class=None):
     with quiet_loading():
         return cls.from_pipe(pipe, scheduler=make_scheduler(name, pipe.scheduler.config),
                              dtype=pipe.dtype)
-
-
-def build_pipeline(arch: TinyArchitecture | None = None, *, seed: int = 0):
-    """A tiny ``StableDiffusionPipeline`` with random weights, of the given architecture.
-
-    This is the starting point of training, and a stand-in model of other sizes for tests.
-    """
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from .text import load_tokenizer
-
-    a = arch or TinyArchitecture()
-    torch.manual_seed(seed)
-    n_vae = len(a.vae_channels)
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=a.latent_channels,
-        down_block_types=("DownEncoderBlock2D",) * n_vae,
-        up_block_types=("UpDecoderBlock2D",) * n_vae,
-        block_out_channels=a.vae_channels, layers_per_block=a.vae_layers_per_block,
-        norm_num_groups=a.norm_groups, sample_size=a.image_size,
-    )
-    tokenizer = load_tokenizer()
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=a.text_hidden_size,
-        intermediate_size=a.text_intermediate_size, num_hidden_layers=a.text_layers,
-        num_attention_heads=a.text_heads, max_position_embeddings=tokenizer.model_max_length,
-        projection_dim=a.text_hidden_size, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    ))
-    n_unet = len(a.unet_channels)
-    unet = UNet2DConditionModel(
-        sample_size=a.latent_size, in_channels=a.latent_channels, out_channels=a.latent_channels,
-        down_block_types=("CrossAttnDownBlock2D",) * (n_unet - 1) + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_unet - 1),
-        block_out_channels=a.unet_channels, layers_per_block=a.unet_layers_per_block,
-        attention_head_dim=a.unet_head_dim, cross_attention_dim=a.text_hidden_size,
-        norm_num_groups=a.norm_groups,
-    )
-    scheduler = PNDMScheduler.from_config(SD_SCHEDULER_CONFIG)
-    return StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
 
 
 def save_pipeline(pipe, folder: str | Path, *, info: dict | None = None,
@@ -249,9 +146,8 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
     import torch
 
     model = str(model or os.environ.get(ENV_VAR) or embedded_model_path())
-    if scheduler is not None and scheduler.lower() not in SCHEDULERS:
-        raise ValueError(f"scheduler={scheduler!r} is unknown; choose one of "
-                         f"{', '.join(SCHEDULERS)}")
+    if scheduler is not None:
+        check_scheduler_name(scheduler)
     device = _check_device(device or get_device())
     if dtype is None:
         dtype = _dtype_from_env() or (torch.float16 if device.type == "cuda" else torch.float32)
@@ -294,28 +190,6 @@ def _parse_dtype(name, what: str):
     return getattr(torch, str(name).removeprefix("torch."))
 
 
-@contextmanager
-def quiet_loading():
-    """Silence loading chatter (progress bars, info banners) of diffusers and transformers.
-
-    Warnings that matter while *running* a pipeline, such as a truncated prompt, stay on.
-    """
-    from diffusers.utils import logging as d_log
-    from transformers.utils import logging as t_log
-
-    saved = [(log, log.get_verbosity(), log.is_progress_bar_enabled()) for log in (d_log, t_log)]
-    for log, _, _ in saved:
-        log.set_verbosity_error()
-        log.disable_progress_bar()
-    try:
-        yield
-    finally:
-        for log, level, bars in saved:
-            log.set_verbosity(level)
-            if bars:
-                log.enable_progress_bar()
-
-
 def _from_hub(model: str, kwargs: dict):
     from diffusers import StableDiffusionPipeline
 
@@ -334,11 +208,6 @@ def _from_hub(model: str, kwargs: dict):
         raise _not_found(model, "it is not in the local Hugging Face cache and the hub could "
                                 f"not provide it ({type(error).__name__}: {detail}); sdlearn "
                                 "loads safetensors weights only") from error
-
-
-def architecture_dict(arch: TinyArchitecture) -> dict:
-    """The architecture as plain JSON-able values."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(arch).items()}
 
 
 def model_folder(pipe) -> Path | None:
@@ -385,7 +254,7 @@ def describe(pipe) -> dict:
         "vae_scale_factor": pipe.vae_scale_factor,
         "latent_channels": vae.latent_channels,
         "unet_in_channels": unet.in_channels,
-        "default_image_size": unet.sample_size * pipe.vae_scale_factor,
+        "default_image_size": default_size(pipe),
         "latent_size": unet.sample_size,
         "max_length": pipe.tokenizer.model_max_length,
         "vocab_size": len(pipe.tokenizer),

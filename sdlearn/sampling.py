@@ -16,10 +16,14 @@ True
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 
 import torch
 
+from .device import randn
+from .sizes import check_size, default_size
 from .text import tokenize
 
 
@@ -65,27 +69,50 @@ def initial_latents(pipe, batch: int, height: int, width: int,
     ``generator`` may be one generator or a list, one per image (as ``pipe(...)`` accepts).
     """
     f = pipe.vae_scale_factor
-    for name, value in (("height", height), ("width", width)):
-        if value % f:
-            lower = max(f, value // f * f)
-            raise ValueError(f"{name}={value} is not a multiple of pipe.vae_scale_factor={f}; "
-                             f"use {lower} or {lower + f}")
+    check_size(height, width, f)
     shape = (1, pipe.unet.config.in_channels, height // f, width // f)
     generators = generator if isinstance(generator, list) else [generator] * batch
     if len(generators) != batch:
         raise ValueError(f"got {len(generators)} generators for a batch of {batch}: give one "
                          "per image, or a single generator")
+    where = {"device": pipe.device, "dtype": pipe.unet.dtype}
     if isinstance(generator, list):
-        noise = torch.cat([_randn(shape, g, pipe) for g in generators])
+        noise = torch.cat([randn(shape, g, **where) for g in generators])
     else:
-        noise = _randn((batch, *shape[1:]), generator, pipe)
+        noise = randn((batch, *shape[1:]), generator, **where)
     return noise * pipe.scheduler.init_noise_sigma
 
 
-def _randn(shape, generator, pipe) -> torch.Tensor:
-    device = generator.device if generator is not None else pipe.device
-    return torch.randn(shape, generator=generator, device=device,
-                       dtype=pipe.unet.dtype).to(pipe.device)
+def step_kwargs(scheduler, generator=None) -> dict:
+    """The keyword arguments of ``scheduler.step`` beyond the model output, timestep and sample.
+
+    Stochastic schedulers (DDPM, DDIM with eta > 0, Euler ancestral) draw noise in ``step`` and
+    take a ``generator`` for it; the others do not accept one.
+    """
+    return {"generator": generator} if "generator" in _step_parameters(type(scheduler)) else {}
+
+
+@functools.cache
+def _step_parameters(scheduler_class) -> frozenset[str]:
+    return frozenset(inspect.signature(scheduler_class.step).parameters)
+
+
+def guided_noise(pipe, latents: torch.Tensor, t, uncond: torch.Tensor, cond: torch.Tensor,
+                 guidance_scale: float) -> torch.Tensor:
+    """The UNet's noise prediction at ``t``, with classifier-free guidance.
+
+    One UNet call on a batch of two, ``[uncond, cond]``, then :func:`cfg_combine`. At guidance
+    1 or less, as in diffusers, it is one plain conditional pass on a batch of one.
+    """
+    guided = guidance_scale > 1
+    model_input = torch.cat([latents] * 2) if guided else latents
+    model_input = pipe.scheduler.scale_model_input(model_input, t)
+    text = torch.cat([uncond, cond]) if guided else cond
+    noise_pred = pipe.unet(model_input, t, encoder_hidden_states=text).sample
+    if guided:
+        noise_uncond, noise_cond = noise_pred.chunk(2)
+        noise_pred = cfg_combine(noise_uncond, noise_cond, guidance_scale)
+    return noise_pred
 
 
 @torch.no_grad()
@@ -97,28 +124,14 @@ def denoise(pipe, latents: torch.Tensor, uncond: torch.Tensor, cond: torch.Tenso
     ``on_step(i, t, latents, noise_pred)`` is called after every step (for previews, or to
     put back the known region in inpainting) and may return replacement latents.
     """
-    scheduler, unet = pipe.scheduler, pipe.unet
-    guided = guidance_scale > 1  # as in diffusers: guidance 1 (or less) means one plain pass
-    text = torch.cat([uncond, cond]) if guided else cond
-    step_kwargs = {"generator": generator} if "generator" in _step_args(scheduler) else {}
+    kwargs = step_kwargs(pipe.scheduler, generator)
     for i, t in enumerate(timesteps):
-        model_input = torch.cat([latents] * 2) if guided else latents
-        model_input = scheduler.scale_model_input(model_input, t)
-        noise_pred = unet(model_input, t, encoder_hidden_states=text).sample
-        if guided:
-            noise_uncond, noise_cond = noise_pred.chunk(2)
-            noise_pred = cfg_combine(noise_uncond, noise_cond, guidance_scale)
-        latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+        noise_pred = guided_noise(pipe, latents, t, uncond, cond, guidance_scale)
+        latents = pipe.scheduler.step(noise_pred, t, latents, **kwargs).prev_sample
         if on_step is not None:
             replaced = on_step(i, t, latents, noise_pred)
             latents = latents if replaced is None else replaced
     return latents
-
-
-def _step_args(scheduler) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(scheduler.step).parameters)
 
 
 def sample(pipe, prompt: str | list[str], *, negative_prompt=None, steps: int = 25,
@@ -126,7 +139,7 @@ def sample(pipe, prompt: str | list[str], *, negative_prompt=None, steps: int = 
            height: int | None = None, width: int | None = None,
            on_step: Callable | None = None) -> torch.Tensor:
     """Text to latents by hand, step for step what ``pipe(..., output_type="latent")`` does."""
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    size = default_size(pipe)
     height, width = height or size, width or size
     uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
     pipe.scheduler.set_timesteps(steps, device=pipe.device)
@@ -171,7 +184,6 @@ def ddim_step(scheduler, noise_pred: torch.Tensor, t, latents: torch.Tensor) -> 
     t = int(t)
     prev = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
     alphas = scheduler.alphas_cumprod.to(latents.device)
-    alpha = alphas[t]
     alpha_prev = alphas[prev] if prev >= 0 else scheduler.final_alpha_cumprod.to(latents.device)
-    x0 = (latents - (1 - alpha) ** 0.5 * noise_pred) / alpha ** 0.5
+    x0 = predicted_x0(scheduler, latents, noise_pred, t)
     return alpha_prev ** 0.5 * x0 + (1 - alpha_prev) ** 0.5 * noise_pred

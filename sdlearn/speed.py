@@ -21,6 +21,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .architectures import (  # noqa: F401  (lesson 08 builds SD 1.5 through speed)
+    sd15_sized_pipeline,
+    sd15_text_config,
+    sd15_unet_config,
+    sd15_vae_config,
+)
+
 
 def synchronize(device=None) -> None:
     """Wait until the device has finished its queued work (a no-op on the CPU)."""
@@ -104,63 +111,6 @@ def weights_bytes(module: torch.nn.Module, dtype: torch.dtype | None = None) -> 
     (440, 220)
     """
     return sum(p.numel() * (dtype or p.dtype).itemsize for p in module.parameters())
-
-
-# ----------------------------------------------------------------------------- SD 1.5's size
-
-def sd15_unet_config() -> dict:
-    """Stable Diffusion 1.5's UNet architecture (860 M parameters; 64×64 latents for 512²)."""
-    return dict(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768,
-        attention_head_dim=8, norm_num_groups=32,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                          "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
-                        "CrossAttnUpBlock2D"))
-
-
-def sd15_vae_config() -> dict:
-    """Stable Diffusion 1.5's VAE (84 M parameters, factor 8, scaling factor 0.18215)."""
-    return dict(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
-        block_out_channels=(128, 256, 512, 512), norm_num_groups=32, sample_size=512,
-        scaling_factor=0.18215,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-
-
-def sd15_text_config() -> dict:
-    """CLIP ViT-L/14's text encoder, as in Stable Diffusion 1.5 (123 M parameters)."""
-    return dict(vocab_size=49408, hidden_size=768, intermediate_size=3072,
-                num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
-                hidden_act="quick_gelu", projection_dim=768)
-
-
-def sd15_sized_pipeline(device="cpu", dtype=torch.float32, seed: int = 0):
-    """A pipeline with Stable Diffusion 1.5's architecture and *random* weights.
-
-    Speed does not depend on the weights, so this times SD 1.5 without a download (its
-    pictures are noise). Our CLIP tokenizer and SD's PNDM scheduler complete it.
-    """
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from .models import SD_SCHEDULER_CONFIG, make_scheduler, quiet_loading
-    from .text import load_tokenizer
-
-    torch.manual_seed(seed)
-    with torch.device(device), quiet_loading():
-        unet = UNet2DConditionModel(**sd15_unet_config())
-        vae = AutoencoderKL(**sd15_vae_config())
-        text = CLIPTextModel(CLIPTextConfig(**sd15_text_config()))
-    pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text, tokenizer=load_tokenizer(), unet=unet,
-        scheduler=make_scheduler("pndm", SD_SCHEDULER_CONFIG), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False)
-    with quiet_loading():  # diffusers warns about casting; random weights have no fp32-only parts
-        pipe.to(device, dtype)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 # ----------------------------------------------------------------------------- settings

@@ -60,15 +60,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .device import get_device
-from .models import (
-    SCHEDULERS,
-    SD_SCHEDULER_CONFIG,
-    TinyArchitecture,
-    architecture_dict,
-    build_pipeline,
-    make_scheduler,
-    save_pipeline,
-)
+from .architectures import TinyArchitecture, architecture_dict, build_pipeline
+from .models import save_pipeline
+from .schedulers import SCHEDULERS, SD_SCHEDULER_CONFIG, make_scheduler
 from .shapes import caption, perturb, random_scene, render
 from .shapes.captions import PLACE_PHRASES, SCENE_TEMPLATES, SIZE_WORDS
 from .shapes.world import COLORS, SHAPES

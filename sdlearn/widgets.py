@@ -29,7 +29,8 @@ from PIL import Image
 from . import masks
 from .device import make_generator
 from .images import to_pil, upscale
-from .models import SCHEDULERS, with_scheduler
+from .models import with_scheduler
+from .schedulers import SCHEDULERS
 
 
 class Playground:

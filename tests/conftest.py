@@ -19,7 +19,7 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def small_arch():
     """A model of other sizes than the embedded one: VAE factor 4, hidden size 32."""
-    from sdlearn.models import TinyArchitecture
+    from sdlearn.architectures import TinyArchitecture
 
     return TinyArchitecture(image_size=32, vae_channels=(16, 16, 32), text_hidden_size=32,
                             text_layers=2, text_heads=2, text_intermediate_size=64,
@@ -29,7 +29,8 @@ def small_arch():
 @pytest.fixture(scope="session")
 def small_model_dir(tmp_path_factory, small_arch):
     """A random model of ``small_arch``, written in diffusers layout."""
-    from sdlearn.models import architecture_dict, build_pipeline, save_pipeline
+    from sdlearn.architectures import architecture_dict, build_pipeline
+    from sdlearn.models import save_pipeline
 
     folder = tmp_path_factory.mktemp("small-model")
     pipe = build_pipeline(small_arch, seed=1)
@@ -49,7 +50,7 @@ def tiny_pipe():
 @pytest.fixture(scope="session")
 def plain_model_dir(tmp_path_factory, small_arch):
     """A model of other sizes that sdlearn did not make (no sdlearn.json), like real SD."""
-    from sdlearn.models import build_pipeline
+    from sdlearn.architectures import build_pipeline
 
     folder = tmp_path_factory.mktemp("plain-model")
     pipe = build_pipeline(small_arch, seed=2)

@@ -46,27 +46,18 @@ def _quality_module():
     return quality
 
 
-def test_validation_and_evaluation_scenes_differ():
-    quality = _quality_module()
-    from sdlearn.train import VALID_SEED0
-
-    for n_objects in (1, 2):
-        evaluation = quality.eval_scenes(50, n_objects)
-        validation = quality.eval_scenes(50, n_objects, VALID_SEED0)
-        assert not set(evaluation) & set(validation)
-
-
 def test_sweep_reuses_the_main_runs_images(small_model_dir):
     # quality.py scores the sweep's default-guidance point on the main run's first scenes
     # instead of making them again: a shorter list gives the same images.
     import numpy as np
 
     from sdlearn import load_pipeline
+    from sdlearn.shapes.splits import held_out_scenes
 
     quality = _quality_module()
     pipe = load_pipeline(small_model_dir, device="cpu")
     pipe.set_progress_bar_config(disable=True)
-    scenes = quality.eval_scenes(3, 2)
+    scenes = held_out_scenes(3, 2)
     every = quality.generate(pipe, scenes, 7.5, batch=2)
     first = quality.generate(pipe, scenes[:2], 7.5, batch=2)
     for a, b in zip(first, every[:2], strict=True):

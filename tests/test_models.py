@@ -5,11 +5,11 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from sdlearn import ModelNotFoundError, is_shapes_model, load_pipeline, make_generator
+from sdlearn.architectures import build_pipeline
 from sdlearn.models import (
     DTYPE_VAR,
     ENV_VAR,
     SCHEDULERS,
-    build_pipeline,
     describe,
     embedded_model_path,
     make_scheduler,

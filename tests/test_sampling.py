@@ -50,8 +50,8 @@ def test_guidance_formula_and_prompt_checks(tiny_pipe):
 def test_sizes_and_generators_are_checked(tiny_pipe):
     from sdlearn.sampling import initial_latents
 
-    with pytest.raises(ValueError, match="height=60 is not a multiple of pipe.vae_scale_factor"
-                                         "=8; use 56 or 64"):
+    with pytest.raises(ValueError, match="height=60 is not a multiple of the VAE factor 8; "
+                                         "use 56 or 64"):
         initial_latents(tiny_pipe, 1, 60, 64)
     with pytest.raises(ValueError, match="2 generators for a batch of 3"):
         initial_latents(tiny_pipe, 3, 64, 64, [make_generator(0), make_generator(1)])

@@ -169,3 +169,17 @@ def test_scorer_explains_non_square_images():
     with pytest.raises(ValueError, match="pass size=N"):
         score(np.zeros((48, 80, 3), np.uint8), random_scene(0))
     assert score(render(random_scene(0), 48), random_scene(0), size=64).correct
+
+
+def test_training_validation_and_evaluation_scenes_differ():
+    from sdlearn.shapes import random_scene
+    from sdlearn.shapes.splits import VALID_SEED0, held_out_scenes
+
+    training = {random_scene(i) for i in range(200)} | {
+        random_scene(i, n_objects=2) for i in range(200)}
+    for n_objects in (1, 2):
+        evaluation = held_out_scenes(50, n_objects)
+        validation = held_out_scenes(50, n_objects, VALID_SEED0)
+        assert len({*evaluation, *validation}) == 100
+        assert not training & {*evaluation, *validation}
+
