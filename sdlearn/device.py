@@ -34,7 +34,7 @@ def make_generator(seed: int, device: str = "cpu"):
 
 
 def randn(shape, generator=None, *, device=None, dtype=None):
-    """Standard normal noise of ``shape``, drawn on the generator's device, then moved to ``device``.
+    """Standard normal noise of ``shape``, drawn on the generator's device, moved to ``device``.
 
     This is how diffusers draws its noise (``randn_tensor``): a CPU generator gives the same
     numbers whatever device the model is on, so a seed means the same picture on every machine.

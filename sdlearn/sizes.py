@@ -36,7 +36,7 @@ def check_size(height: int, width: int, factor: int, *, what: str | None = None,
     """
     factor = int(factor)
     if what is None:
-        for name, value in zip(names, (height, width)):
+        for name, value in zip(names, (height, width), strict=True):
             if value % factor:
                 lower = max(factor, value // factor * factor)
                 raise ValueError(f"{name}={value} is not a multiple of the VAE factor {factor}; "

@@ -59,8 +59,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .device import get_device
 from .architectures import TinyArchitecture, architecture_dict, build_pipeline
+from .device import get_device
 from .models import save_pipeline
 from .schedulers import SCHEDULERS, SD_SCHEDULER_CONFIG, make_scheduler
 from .shapes import caption, perturb, random_scene, render
