@@ -4,7 +4,7 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
-from sdlearn import load_pipeline, make_generator
+from sdlearn import make_generator, with_scheduler
 from sdlearn.editing import check_strength, crop_and_resize, img2img, img2img_timesteps
 from sdlearn.models import make_scheduler, quiet_loading
 from sdlearn.shapes import random_scene, render_image
@@ -12,8 +12,8 @@ from sdlearn.shapes import random_scene, render_image
 
 @pytest.mark.parametrize("scheduler", ["pndm", "ddim", "euler"])
 @pytest.mark.parametrize("strength", [0.3, 0.8, 1.0])
-def test_img2img_by_hand_equals_the_diffusers_pipeline(scheduler, strength):
-    pipe = load_pipeline(scheduler=scheduler)
+def test_img2img_by_hand_equals_the_diffusers_pipeline(tiny_pipe, scheduler, strength):
+    pipe = with_scheduler(tiny_pipe, scheduler)
     with quiet_loading():
         i2i = StableDiffusionImg2ImgPipeline.from_pipe(pipe)  # shares the weights
     i2i.set_progress_bar_config(disable=True)
@@ -27,7 +27,7 @@ def test_img2img_by_hand_equals_the_diffusers_pipeline(scheduler, strength):
 
 
 def test_strength_picks_the_last_steps(tiny_pipe):
-    ddim = load_pipeline(scheduler="ddim").scheduler
+    ddim = make_scheduler("ddim", tiny_pipe.scheduler.config)
     assert [int(t) for t in img2img_timesteps(ddim, 10, 0.3)] == [201, 101, 1]
     assert len(img2img_timesteps(ddim, 10, 0.1)) == 1
     for too_small in (0.0, 0.09):  # int(10 * strength) = 0: not one step would run

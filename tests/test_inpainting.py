@@ -4,7 +4,7 @@ import torch
 from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image
 
-from sdlearn import load_pipeline, make_generator
+from sdlearn import make_generator, with_scheduler
 from sdlearn.editing import blend, inpaint, renoise
 from sdlearn.masks import (
     MaskThresholdWarning,
@@ -18,7 +18,7 @@ from sdlearn.masks import (
     overlay,
     rectangle,
 )
-from sdlearn.models import quiet_loading
+from sdlearn.models import make_scheduler, quiet_loading
 from sdlearn.shapes import Scene, ShapeObject, random_scene, render_image
 
 
@@ -92,8 +92,8 @@ def test_overlay_tints_only_the_mask():
 
 @pytest.mark.parametrize("scheduler", ["pndm", "ddim", "euler"])
 @pytest.mark.parametrize("strength", [0.6, 1.0])
-def test_inpaint_by_hand_equals_the_diffusers_pipeline(scheduler, strength):
-    pipe = load_pipeline(scheduler=scheduler)
+def test_inpaint_by_hand_equals_the_diffusers_pipeline(tiny_pipe, scheduler, strength):
+    pipe = with_scheduler(tiny_pipe, scheduler)
     with quiet_loading():
         inp = StableDiffusionInpaintPipeline.from_pipe(pipe)
     inp.set_progress_bar_config(disable=True)
@@ -120,8 +120,8 @@ def test_kept_region_is_the_noised_original_until_the_end(tiny_pipe):
     assert len(seen) == len(tiny_pipe.scheduler.timesteps)  # PNDM would list 5 for 4 steps
 
 
-def test_resampling_repeats_steps_and_needs_ddim():
-    pipe = load_pipeline(scheduler="ddim")
+def test_resampling_repeats_steps_and_needs_ddim(tiny_pipe):
+    pipe = with_scheduler(tiny_pipe, "ddim")
     image = render_image(random_scene(2), 64)
     mask = rectangle(64, 16, 48, 16, 48)
     calls = []
@@ -135,13 +135,13 @@ def test_resampling_repeats_steps_and_needs_ddim():
     assert torch.equal(a, b)  # seeded
     with pytest.raises(ValueError, match=r"num_resamples=2 .* PNDMScheduler does: use "
                                          r"sdlearn\.with_scheduler\(pipe, 'ddim'\)"):
-        inpaint(load_pipeline(scheduler="pndm"), image, mask, "x", steps=4, num_resamples=2)
+        inpaint(with_scheduler(tiny_pipe, "pndm"), image, mask, "x", steps=4, num_resamples=2)
     with pytest.raises(ValueError, match="num_resamples=0"):
         inpaint(pipe, image, mask, "x", steps=4, num_resamples=0)
 
 
-def test_renoise_matches_the_forward_process_statistics():
-    sched = load_pipeline(scheduler="ddim").scheduler
+def test_renoise_matches_the_forward_process_statistics(tiny_pipe):
+    sched = make_scheduler("ddim", tiny_pipe.scheduler.config)
     x = torch.full((1, 4, 64, 64), 2.0)  # not zero: the kept share's scaling is checked too
     out = renoise(sched, x, 101, 901, make_generator(0))
     abar = sched.alphas_cumprod

@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from sdlearn import load_pipeline, make_generator
-from sdlearn.models import SCHEDULERS, make_scheduler
+from sdlearn import make_generator, with_scheduler
 from sdlearn.sampling import cfg_combine, ddim_step, decode, encode_prompts, predicted_x0, sample
+from sdlearn.schedulers import SCHEDULERS, make_scheduler
 
 
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
 @pytest.mark.parametrize("guidance", [7.5, 1.0])
-def test_hand_loop_equals_the_pipeline_exactly(scheduler, guidance):
-    pipe = load_pipeline(scheduler=scheduler)
+def test_hand_loop_equals_the_pipeline_exactly(tiny_pipe, scheduler, guidance):
+    pipe = with_scheduler(tiny_pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     kwargs = dict(negative_prompt="blue", guidance_scale=guidance)
     mine = sample(pipe, "a big red circle", steps=5, generator=make_generator(4), **kwargs)

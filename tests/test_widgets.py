@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdlearn import load_pipeline, make_generator, masks
+from sdlearn import make_generator, masks, with_scheduler
 from sdlearn.widgets import MaskEditor, Playground
 
 
@@ -20,7 +20,7 @@ def test_playground_click_makes_exactly_the_requested_image(tiny_pipe):
         "prompt": "a small green triangle at the bottom right on a black background",
         "negative_prompt": "red", "guidance_scale": 4.5, "num_inference_steps": 6, "seed": 11,
         "scheduler": "euler"}
-    direct = load_pipeline(scheduler="euler")(
+    direct = with_scheduler(tiny_pipe, "euler")(
         play.prompt.value, negative_prompt="red", guidance_scale=4.5, num_inference_steps=6,
         generator=make_generator(11)).images[0]
     assert np.array_equal(np.asarray(play.image), np.asarray(direct))
