@@ -25,6 +25,26 @@ def test_recording_keeps_the_output_and_restores_processors(tiny_pipe):
     assert torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-5)
 
 
+def test_recorder_is_diffusers_plain_attention_to_the_bit(tiny_pipe):
+    # CrossAttentionRecorder copies diffusers' AttnProcessor: the same UNet output, exactly.
+    from diffusers.models.attention_processor import AttnProcessor
+
+    from sdlearn.speed import unet_inputs
+
+    unet = tiny_pipe.unet
+    saved = unet.attn_processors
+    inputs = unet_inputs(tiny_pipe)
+    try:
+        unet.set_attn_processor(AttnProcessor())
+        with torch.no_grad():
+            plain = unet(*inputs[:2], encoder_hidden_states=inputs[2]).sample
+        with record_cross_attention(unet), torch.no_grad():
+            recorded = unet(*inputs[:2], encoder_hidden_states=inputs[2]).sample
+    finally:
+        unet.set_attn_processor(saved)
+    assert torch.equal(plain, recorded)
+
+
 def test_token_maps_are_normalised_latent_maps(tiny_pipe):
     with record_cross_attention(tiny_pipe.unet) as store:
         tiny_pipe("a big red circle", num_inference_steps=2)
