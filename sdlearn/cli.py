@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--check", action="store_true", help="write nothing; exit 1 if the "
                     "learner notebooks are out of date")
 
-    from .train import add_arguments
+    from .training.config import add_arguments  # no torch: the parser builds fast
 
     train = sub.add_parser("train", help="train the tiny model on the shapes world "
                            "(resumes from --out)")
@@ -162,14 +162,12 @@ def _info(args) -> None:
 
 
 def _train(args) -> None:
-    from .train import Trainer, config_from_args
+    from .training.config import config_from_args
 
     cfg = config_from_args(args)
-    for name in ("n_train", "vae_steps", "unet_steps", "vae_batch", "unet_batch"):
-        if getattr(cfg, name) < 1:
-            raise CommandError(f"--{name.replace('_', '-')} must be 1 or more")
-    if cfg.arch.image_size % 8:
-        raise CommandError(f"--image-size {cfg.arch.image_size} is not a multiple of 8")
+    cfg.validate(as_options=True)  # before torch loads: a mistake is told at once
+    from .training import Trainer
+
     path = Trainer(cfg).run()
     print(f"trained pipeline written to {path}")
 

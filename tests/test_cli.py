@@ -66,3 +66,15 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, needle):
     assert len(lines) == 1, r.stderr
     assert needle in lines[0]
     assert "Traceback" not in r.stderr
+
+
+def test_train_help_builds_without_torch():
+    code = ("import sys\nfrom sdlearn.cli import build_parser\ntry:\n"
+            "    build_parser().parse_args(['train', '--help'])\nexcept SystemExit:\n"
+            "    print('torch loaded:', 'torch' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "torch loaded: False" in r.stdout
+    text = " ".join(r.stdout.split())  # argparse wraps the help
+    assert "--image-size IMAGE_SIZE training image size, a multiple of the VAE factor" in text
+    assert "--unet-steps UNET_STEPS (default: 8000)" in text

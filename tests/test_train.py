@@ -5,21 +5,35 @@ from pathlib import Path
 import pytest
 import torch
 
-import sdlearn.train as train_module
 from sdlearn import is_shapes_model, load_pipeline, make_generator
 from sdlearn.shapes import caption, perturb, random_scene
-from sdlearn.train import TrainConfig, Trainer, load_checkpoint, training_captions
+from sdlearn.training import TrainConfig, Trainer
+from sdlearn.training import loop as loop_module
+from sdlearn.training.checkpoints import load_checkpoint, save_checkpoint
+from sdlearn.training.data import training_captions
+from sdlearn.training.runlog import log_times
+
+
+def small_config(out, arch) -> TrainConfig:
+    """A run of a few steps per phase, with a checkpoint every two."""
+    return TrainConfig(out=str(out), arch=arch, n_train=32, vae_steps=3, vae_batch=4,
+                       unet_steps=4, unet_batch=4, warmup_steps=2, checkpoint_every=2,
+                       scale_samples=32, decoder_steps=3, device="cpu")
 
 
 @pytest.fixture
 def cfg(tmp_path, small_arch):
-    return TrainConfig(out=str(tmp_path / "run"), arch=small_arch, n_train=32, vae_steps=3,
-                       vae_batch=4, unet_steps=4, unet_batch=4, warmup_steps=2,
-                       checkpoint_every=2, scale_samples=32, decoder_steps=3, device="cpu")
+    return small_config(tmp_path / "run", small_arch)
 
 
-def test_short_run_writes_a_loadable_shapes_pipeline(cfg):
-    folder = Trainer(cfg).run()
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, small_arch):
+    """The folder of a short run, trained once for the module's tests."""
+    return Trainer(small_config(tmp_path_factory.mktemp("ref"), small_arch)).run().parent
+
+
+def test_short_run_writes_a_loadable_shapes_pipeline(reference_run):
+    folder = reference_run / "pipeline"
     pipe = load_pipeline(folder)
     assert is_shapes_model(pipe)
     image = pipe("a big red circle", num_inference_steps=2, generator=make_generator(0)).images[0]
@@ -28,7 +42,7 @@ def test_short_run_writes_a_loadable_shapes_pipeline(cfg):
     assert pipe.vae.config.scaling_factor == pytest.approx(measured["scaling_factor"])
     assert measured["scaling_factor"] == pytest.approx(1 / measured["std"])
     info = json.loads((folder / "sdlearn.json").read_text())
-    assert info["config"]["unet_steps"] == 4 and info["hardware"]["device"] == "cpu"
+    assert info["config"]["unet_steps"] == 4 and info["machine"]["device"] == "cpu"
     assert info["trained"] and info["wall_time_s"] >= 0
     assert info["command"].startswith("sdlearn train --out ")
     log = (folder / "training_log.jsonl").read_text().splitlines()
@@ -41,29 +55,20 @@ def test_short_run_writes_a_loadable_shapes_pipeline(cfg):
     assert not list(folder.rglob("*.bin"))
 
 
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, small_arch):
-    out = tmp_path_factory.mktemp("ref")
-    cfg = TrainConfig(out=str(out), arch=small_arch, n_train=32, vae_steps=3, vae_batch=4,
-                      unet_steps=4, unet_batch=4, warmup_steps=2, checkpoint_every=2,
-                      scale_samples=32, decoder_steps=3, device="cpu")
-    return Trainer(cfg).run().parent
-
-
 @pytest.mark.parametrize("crash_at", ["vae-ckpt.safetensors", "decoder-ckpt.safetensors",
                                       "unet-ckpt.safetensors"])
 def test_interrupted_run_resumes_exactly(cfg, reference_run, monkeypatch, crash_at):
-    real_save = train_module.save_checkpoint
+    real_save = loop_module.save_checkpoint  # every phase's checkpoints are the loop's
 
     def crash_after(path, tensors, meta):
         real_save(path, tensors, meta)
         if path.name == crash_at:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "save_checkpoint", crash_after)
+    monkeypatch.setattr(loop_module, "save_checkpoint", crash_after)
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg).run()
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
     resumed = Trainer(cfg).run().parent
     for name in ("vae.safetensors", "decoder.safetensors", "unet.safetensors"):
         a, _ = load_checkpoint(reference_run / name)
@@ -78,15 +83,37 @@ def test_resuming_with_other_settings_is_refused(cfg):
     with pytest.raises(ValueError, match="n_train differ"):
         Trainer(changed)
     Trainer(TrainConfig(**{**cfg.__dict__, "unet_steps": 8}))  # extending training is fine
-    assert Trainer(TrainConfig(**{**cfg.__dict__, "unet_steps": 8})).settings_changes() == [
+    resumed = Trainer(TrainConfig(**{**cfg.__dict__, "unet_steps": 8}))
+    assert resumed.runlog.settings_changes() == [
         {"changed": {"unet_steps": [4, 8]}, "unet_step": 0}]  # logged once, when it changed
 
 
-def test_cli_rejects_bad_training_arguments(capsys):
+def test_cli_rejects_bad_training_arguments(capsys, tmp_path):
     from sdlearn.cli import main
 
-    assert main(["train", "--out", "x", "--vae-steps", "0"]) == 2
-    assert "--vae-steps must be 1 or more" in capsys.readouterr().err
+    out = tmp_path / "x"
+    assert main(["train", "--out", str(out), "--vae-steps", "0"]) == 2
+    assert "--vae-steps=0 must be 1 or more" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything is written
+
+
+def test_image_size_is_checked_against_the_vaes_own_factor(capsys, tmp_path):
+    from sdlearn.cli import build_parser, main
+    from sdlearn.training.config import config_from_args
+
+    three = TrainConfig()  # a 3-block VAE halves twice: factor 4
+    three.arch.image_size, three.arch.vae_channels = 36, (32, 64, 64)
+    three.validate()
+    args = build_parser().parse_args(["train", "--image-size", "36", "--vae-channels",
+                                      "32,64,64"])
+    config_from_args(args).validate(as_options=True)
+    four = TrainConfig()  # the default 4-block VAE: factor 8
+    four.arch.image_size = 36
+    with pytest.raises(ValueError, match="image_size=36 is not a multiple of the VAE factor 8; "
+                                         "use 32 or 40"):
+        four.validate()
+    assert main(["train", "--out", str(tmp_path / "x"), "--image-size", "36"]) == 2
+    assert "--image-size=36 is not a multiple of the VAE factor 8" in capsys.readouterr().err
 
 
 def test_decoder_finetune_keeps_the_encoder(reference_run):
@@ -142,8 +169,6 @@ def test_new_decoder_settings_redo_the_decoder_alone(cfg, reference_run):
 
 
 def test_log_times_counts_each_process_and_estimates_pauses(tmp_path):
-    from sdlearn.train import log_times
-
     log = tmp_path / "log.jsonl"
     records = [{"time": 100.0 + 10 * i, "phase": "vae", "step": 50 * i} for i in range(5)]  # old
     records += [{"time": 1000.0 + 10 * i, "run": 995.0, "phase": "unet"} for i in range(10)]
@@ -160,7 +185,7 @@ def test_recorded_command_gives_back_the_config(small_arch):
     import shlex
 
     from sdlearn.cli import build_parser
-    from sdlearn.train import config_from_args
+    from sdlearn.training.config import config_from_args
 
     cfg = TrainConfig(out="runs/x", unet_steps=100, decoder_margin=2, kl_weight=1e-7)
     command = cfg.command()
@@ -193,7 +218,7 @@ def test_vae_channels_are_checked():
 
 def test_the_pipeline_ships_the_configured_scheduler_with_sds_schedule(reference_run, cfg):
     pipe = load_pipeline(reference_run / "pipeline")
-    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the default; see train.py
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the default; see config.py
     c = pipe.scheduler.config
     assert (c.num_train_timesteps, c.beta_schedule, c.beta_start, c.beta_end) == (
         1000, "scaled_linear", 0.00085, 0.012)
@@ -210,7 +235,7 @@ def test_unet_steps_cannot_drop_below_what_was_trained(cfg, reference_run, tmp_p
     partial = tmp_path / "partial"
     shutil.copytree(reference_run, partial)
     (partial / "unet.safetensors").unlink()
-    train_module.save_checkpoint(partial / "unet-ckpt.safetensors", {}, {"step": 3})
+    save_checkpoint(partial / "unet-ckpt.safetensors", {}, {"step": 3})
     with pytest.raises(ValueError, match="unet_steps=2 is below the 3 steps"):
         Trainer(TrainConfig(**{**cfg.__dict__, "out": str(partial), "unet_steps": 2}))
 
@@ -226,18 +251,18 @@ def test_bad_settings_are_refused_before_anything_is_written(cfg):
 def test_a_decoder_from_before_settings_were_stored_is_kept(cfg, reference_run):
     import shutil
 
+    from sdlearn.training.vae import finetune_decoder
+
     shutil.copytree(reference_run, cfg.out)
     done = Path(cfg.out) / "decoder.safetensors"
     tensors, meta = load_checkpoint(done)
     del meta["settings"]  # as an older version wrote it
-    train_module.save_checkpoint(done, tensors, meta)
-    Trainer(cfg).finetune_decoder()
+    save_checkpoint(done, tensors, meta)
+    finetune_decoder(Trainer(cfg))
     assert done.exists() and "settings" not in load_checkpoint(done)[1]  # not redone
 
 
 def test_log_times_splits_old_records_where_a_process_resumed(tmp_path):
-    from sdlearn.train import log_times
-
     log = tmp_path / "log.jsonl"
     steps = [50, 100, 150, 100, 150, 200]  # the second process resumed from step 50
     times = [0, 10, 20, 500, 510, 520]

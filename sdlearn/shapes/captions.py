@@ -12,8 +12,9 @@ Without a random generator, :func:`caption` gives the canonical caption.
 from __future__ import annotations
 
 import random
+from string import Formatter
 
-from .world import Scene, ShapeObject
+from .world import COLORS, SHAPES, Scene, ShapeObject
 
 SIZE_WORDS = {"small": ["small", "little", "tiny"], "big": ["big", "large"]}
 
@@ -68,3 +69,23 @@ def caption(scene: Scene, rng: random.Random | int | None = None) -> str:
     template = SCENE_TEMPLATES[0] if rng is None else rng.choice(SCENE_TEMPLATES)
     return template.format(objects=joined, bg=scene.background,
                            a_bg=with_article(scene.background))
+
+
+def vocabulary() -> list[str]:
+    """Every word a caption can use, and the comma, sorted: the words the text encoder learns.
+
+    >>> from sdlearn.shapes import random_scene
+    >>> words = set(vocabulary())
+    >>> all(set(caption(random_scene(s), s).replace(",", " ,").split()) <= words for s in range(50))
+    True
+    >>> "astronaut" in words, len(words)
+    (False, 35)
+    """
+    # with_article adds "a" or "an"; caption joins objects with "," and "and"
+    words = {"a", "an", "and", ",", *(w for name in [*COLORS, *SHAPES] for w in name.split())}
+    phrases = [p for options in [*SIZE_WORDS.values(), *PLACE_PHRASES.values()] for p in options]
+    # a template's own words are the text around its {fields}
+    phrases += [text for t in SCENE_TEMPLATES for text, *_ in Formatter().parse(t)]
+    for phrase in phrases:
+        words.update(phrase.replace(",", " , ").split())
+    return sorted(words)

@@ -1,0 +1,167 @@
+"""What defines a training run: :class:`TrainConfig`, its checks, and the ``sdlearn train`` options.
+
+Nothing here imports torch, so the command line's parser is built without it.
+
+>>> cfg = TrainConfig(out="runs/smoke", n_train=64, vae_steps=4, unet_steps=4)
+>>> cfg.command()
+'sdlearn train --out runs/smoke --n-train 64 --vae-steps 4 --unet-steps 4'
+>>> cfg.arch.image_size = 60
+>>> cfg.validate()
+Traceback (most recent call last):
+...
+ValueError: image_size=60 is not a multiple of the VAE factor 8; use 56 or 64 (4 VAE blocks: ...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from dataclasses import asdict, dataclass, field, fields
+
+from ..architectures import TinyArchitecture, architecture_dict
+from ..schedulers import SCHEDULERS, check_scheduler_name
+from ..sizes import check_size
+
+# Settings that count something: 0 would fail late, or train nothing.
+COUNTS = ("n_train", "vae_steps", "unet_steps", "vae_batch", "unet_batch", "scale_samples",
+          "checkpoint_every")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Saved next to the result."""
+
+    out: str = "runs/tiny-sd"
+    seed: int = 0
+    arch: TinyArchitecture = field(default_factory=TinyArchitecture)
+    n_train: int = 60_000          # training scenes (images are rendered once)
+    # VAE
+    vae_steps: int = 5_000
+    vae_batch: int = 16
+    vae_lr: float = 1e-3
+    object_weight: float = 10.0    # loss weight of pixels that differ from the background
+    kl_weight: float = 1e-8
+    scale_samples: int = 4_096     # images used to measure the latents' std
+    # decoder fine-tune (encoder frozen), with plain backgrounds the first phase never saw
+    decoder_steps: int = 4_000     # 0 skips the phase
+    decoder_lr: float = 2e-4
+    empty_fraction: float = 0.25   # share of each batch replaced by an empty scene
+    decoder_margin: int = 0        # pixels around each object weighted like the object
+    # text encoder + UNet
+    unet_steps: int = 8_000
+    unet_batch: int = 64
+    unet_lr: float = 5e-4
+    caption_dropout: float = 0.1
+    caption_noise: float = 0.5     # share of captions with one detail wrong (see training_captions)
+    min_snr_gamma: float = 5.0     # Min-SNR loss weighting (Hang et al. 2023)
+    ema_decay: float = 0.999
+    warmup_steps: int = 200
+    # the scheduler the exported pipeline samples with (training uses SD's DDPM schedule either
+    # way); not SD's PNDM, which follows few prompts on this model at guidance 7.5 (lesson 04)
+    scheduler: str = "ddim"
+    # bookkeeping
+    checkpoint_every: int = 500
+    device: str | None = None
+    threads: int | None = None
+
+    def command(self) -> str:
+        """The ``sdlearn train`` command line that gives this config (its non-defaults).
+
+        For a run resumed with other settings, this is the last command; the record's
+        ``settings_changed`` says what changed and from which UNet step.
+        """
+        default = TrainConfig()
+        words, note = ["sdlearn", "train"], ""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "arch":
+                if value.image_size != default.arch.image_size:
+                    words += ["--image-size", str(value.image_size)]
+                if value.vae_channels != default.arch.vae_channels:
+                    words += ["--vae-channels", ",".join(map(str, value.vae_channels))]
+                # the architecture's fields that options set, blanked to compare the rest
+                optioned = {"image_size": 0, "vae_channels": ()}
+                if {**architecture_dict(value), **optioned} != {
+                        **architecture_dict(default.arch), **optioned}:
+                    note = "  # and the architecture in config.arch (no option sets it)"
+            elif f.name == "out" or value != getattr(default, f.name):
+                words += ["--" + f.name.replace("_", "-"), shlex.quote(str(value))]
+        return " ".join(words) + note
+
+    def validate(self, *, as_options: bool = False) -> None:
+        """Refuse settings that would fail late, or leave a bad config.json behind.
+
+        Every check of a config is here. With ``as_options``, errors name the command line's
+        options (``--vae-steps=0 must be 1 or more``) instead of the fields.
+        """
+        def name(key: str) -> str:
+            return "--" + key.replace("_", "-") if as_options else key
+
+        for key in COUNTS:
+            if getattr(self, key) < 1:
+                raise ValueError(f"{name(key)}={getattr(self, key)} must be 1 or more")
+        if check_scheduler_name(self.scheduler) != self.scheduler:
+            raise ValueError(f"scheduler={self.scheduler!r}: write it in lower case, "
+                             f"{self.scheduler.lower()!r}")
+        for key in ("caption_dropout", "caption_noise"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ValueError(f"{name(key)}={getattr(self, key)} must be at least 0 and below 1")
+        for key in ("decoder_steps", "decoder_margin"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{name(key)}={getattr(self, key)} must be 0 or more")
+        arch, groups = self.arch, self.arch.norm_groups
+        if not arch.vae_channels or any(c < 1 or c % groups for c in arch.vae_channels):
+            raise ValueError(f"{name('vae_channels')}={arch.vae_channels}: each block's channels "
+                             f"must be a positive multiple of norm_groups ({groups})")
+        if arch.image_size < 1:
+            raise ValueError(f"{name('image_size')}={arch.image_size} must be 1 or more")
+        blocks = len(arch.vae_channels)
+        check_size(arch.image_size, arch.image_size, arch.vae_factor,
+                   names=(name("image_size"),) * 2,
+                   fix=f" ({blocks} VAE blocks: it is halved {blocks - 1} times)")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arch"] = architecture_dict(self.arch)
+        return d
+
+
+# ----------------------------------------------------------------------------- the command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``sdlearn train`` options: every scalar field of :class:`TrainConfig`."""
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name == "arch":
+            continue
+        value = getattr(defaults, f.name)
+        kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
+        choices = sorted(SCHEDULERS) if f.name == "scheduler" else None
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=value,
+                            choices=choices, help=f"(default: {value})")
+    parser.add_argument("--image-size", type=int, default=defaults.arch.image_size,
+                        help="training image size, a multiple of the VAE factor: each "
+                             "--vae-channels block after the first halves it, so 2 ** (blocks "
+                             f"- 1), 8 for the default 4 (default: {defaults.arch.image_size})")
+    channels = ",".join(map(str, defaults.arch.vae_channels))
+    parser.add_argument("--vae-channels", type=_channel_list, default=defaults.arch.vae_channels,
+                        help="the VAE's channels per block, comma-separated; each block after "
+                             f"the first halves the size (default: {channels})")
+
+
+def _channel_list(text: str) -> tuple[int, ...]:
+    """``"16,32,64,64"`` → ``(16, 32, 64, 64)``, for ``--vae-channels``."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of whole numbers such as 16,32,64,64") from None
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` that ``sdlearn train``'s parsed options ask for (unchecked)."""
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                         if f.name != "arch"})
+    cfg.arch.image_size = args.image_size
+    cfg.arch.vae_channels = tuple(args.vae_channels)
+    return cfg

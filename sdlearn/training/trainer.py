@@ -1,0 +1,78 @@
+"""The :class:`Trainer`: what a run's phases share, and the order they run in.
+
+A phase is a function of the trainer, in a module of its own (:mod:`.vae`, :mod:`.unet`): it
+reads the config, the folder, the device, the pipeline, the data and the log from the trainer,
+and resumes from its files in ``out``, or skips itself when they say it is done.
+
+>>> import tempfile
+>>> trainer = Trainer(TrainConfig(out=tempfile.mkdtemp(), n_train=8, device="cpu"))
+>>> [path.name for path in trainer.out.iterdir()]  # nothing trained or rendered yet
+['config.json']
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..architectures import build_pipeline
+from ..device import get_device
+from ..schedulers import make_scheduler
+from .config import TrainConfig
+from .data import make_dataset
+from .export import export
+from .resume import check_resumable, unet_step
+from .runlog import RunLog
+from .unet import train_unet
+from .vae import encode_latents, finetune_decoder, measure_scaling_factor, train_vae
+
+
+class Trainer:
+    """Runs the phases of a :class:`TrainConfig`, resuming from ``cfg.out``.
+
+    The settings are checked (:meth:`TrainConfig.validate`) and compared with the saved run's
+    (:func:`~sdlearn.training.resume.check_resumable`) before anything is written.
+    """
+
+    def __init__(self, cfg: TrainConfig):
+        started = time.time()
+        cfg.validate()
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(cfg.device or get_device())
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.runlog = RunLog(self.out / "log.jsonl", started)
+        # the saved run's config, as it ran ({} for a new run)
+        self.saved_config, changed = check_resumable(cfg, self.out)
+        if changed:
+            self.runlog.write(phase="settings", changed=changed, unet_step=unet_step(self.out))
+        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        self.pipe = build_pipeline(cfg.arch, seed=cfg.seed)
+        self.pipe.scheduler = make_scheduler(cfg.scheduler, self.pipe.scheduler.config)
+        self.pipe.to(self.device)
+        self._data = None
+
+    @property
+    def data(self):
+        """The training scenes, their images and backgrounds, rendered on first use."""
+        if self._data is None:
+            self._data = make_dataset(self.cfg.n_train, self.cfg.arch.image_size)
+        return self._data
+
+    def run(self) -> Path:
+        """Run (or resume) every phase, and export; the folder of the trained pipeline."""
+        start = time.time()
+        train_vae(self)
+        print(f"scaling factor: {measure_scaling_factor(self):.5f}")
+        latents = encode_latents(self)
+        finetune_decoder(self)
+        train_unet(self, latents)
+        path = export(self)
+        self.runlog.write(phase="done", seconds_this_run=round(time.time() - start, 1),
+                          wall_time_s=round(self.runlog.times()["wall_time_s"]))
+        return path

@@ -1,0 +1,90 @@
+"""The UNet's phase: the text encoder and the UNet learn together to predict the added noise.
+
+The noise follows Stable Diffusion's schedule (``DDPMScheduler`` with its config), and the UNet
+reads the caption through cross-attention. The caption is ``""`` for ``caption_dropout`` of the
+examples, so that the model also learns the unconditional prediction that guidance needs; with
+``caption_noise``, that share of the captions gets one detail wrong
+(:func:`~sdlearn.training.data.training_captions`), so that the unguided model is unsure and
+guidance matters. The loss is weighted by Min-SNR (Hang et al. 2023), and the weights are
+averaged (EMA) for the final model.
+
+Min-SNR weights the loss of noisy steps fully, and of nearly clean ones less:
+
+>>> import torch
+>>> [round(w, 2) for w in min_snr_weight(torch.tensor([0.5, 5.0, 50.0]), gamma=5.0).tolist()]
+[1.0, 1.0, 0.1]
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..device import randn
+from ..schedulers import SD_SCHEDULER_CONFIG
+from .checkpoints import EMA, load_checkpoint, prefixed, unprefixed
+from .data import training_captions
+from .export import export
+from .loop import Loop
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+
+def min_snr_weight(snr: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The loss weight of each example: ``min(snr, gamma) / snr``, for a noise prediction."""
+    return torch.clamp(snr, max=gamma) / snr
+
+
+def train_unet(trainer: Trainer, latents: torch.Tensor) -> None:
+    """Train the text encoder and the UNet on ``latents``, or load the ones trained already."""
+    from diffusers import DDPMScheduler
+
+    cfg, unet, text_encoder = trainer.cfg, trainer.pipe.unet, trainer.pipe.text_encoder
+    tokenizer, device = trainer.pipe.tokenizer, trainer.device
+    if (trainer.out / "unet.safetensors").exists():
+        return load_final_unet(trainer)
+    noise_sched = DDPMScheduler.from_config(SD_SCHEDULER_CONFIG)
+    alphas = noise_sched.alphas_cumprod.to(device)
+    params = [*unet.parameters(), *text_encoder.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.01)
+    ema = {"unet.": EMA(unet, cfg.ema_decay), "text.": EMA(text_encoder, cfg.ema_decay)}
+    loop = Loop(trainer, "unet", opt, steps=cfg.unet_steps, lr=cfg.unet_lr,
+                modules={"unet.": unet, "text.": text_encoder}, ema=ema,
+                on_checkpoint=lambda step: export(trainer, ema["unet."].shadow,
+                                                  ema["text."].shadow, steps_done=step))
+    scenes = trainer.data[0]
+    unet.train()
+    text_encoder.train()
+    for step in loop.steps():
+        rng = random.Random(loop.seed(step))
+        idx = [rng.randrange(len(scenes)) for _ in range(cfg.unet_batch)]
+        prompts = training_captions([scenes[i] for i in idx], rng, cfg.caption_dropout,
+                                    cfg.caption_noise)
+        ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                        truncation=True, return_tensors="pt").input_ids.to(device)
+        x0 = latents[idx]
+        gen = loop.generator(step)
+        noise = randn(x0.shape, gen, device=device)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),),
+                          generator=gen, device=device)
+        noisy = noise_sched.add_noise(x0, noise, t)
+        states = text_encoder(ids)[0]
+        pred = unet(noisy, t, encoder_hidden_states=states).sample
+        per_example = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
+        loss = (min_snr_weight(alphas[t] / (1 - alphas[t]), cfg.min_snr_gamma)
+                * per_example).mean()
+        loop.update(step, loss, loss=loss.item(), mse=per_example.mean().item())
+    # the final model is the average: the EMAs' weights, under the modules' own prefixes
+    averaged = {k: v for prefix, e in ema.items() for k, v in prefixed(e.shadow, prefix).items()}
+    loop.finish(trainer.out / "unet.safetensors", averaged, {"step": cfg.unet_steps})
+    load_final_unet(trainer)
+
+
+def load_final_unet(trainer: Trainer) -> None:
+    """Load the finished phase's weights (the EMA ones) into the pipeline."""
+    tensors, _ = load_checkpoint(trainer.out / "unet.safetensors")
+    trainer.pipe.unet.load_state_dict(unprefixed(tensors, "unet."))
+    trainer.pipe.text_encoder.load_state_dict(unprefixed(tensors, "text."))
