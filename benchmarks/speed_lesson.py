@@ -6,7 +6,7 @@
 
 Prints the table (first call, median, spread, speed-up over plain float32, pixel difference,
 peak GPU memory), where the time goes, and the FLOP-based lower bound of a UNet step; writes it
-all as JSON with the hardware and library versions when --out is given.
+all as JSON with the hardware and library versions (``sdlearn.records``) when --out is given.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import torch
 
 import sdlearn
 from sdlearn import speed
+from sdlearn.records import write_record
+from sdlearn.sizes import default_size
 
 
 def main(argv=None) -> int:
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
         pipe = sdlearn.load_pipeline(None if model == "tiny" else model, device=str(device),
                                      dtype=torch.float32)  # the baseline; settings change it
         pipe.set_progress_bar_config(disable=True)
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    size = default_size(pipe)
     print(f"{model} on {device}: {images} image(s) × {steps} steps at {size}², "
           f"{args.repeats} timed runs after a warm-up", file=sys.stderr)
 
@@ -84,14 +86,14 @@ def main(argv=None) -> int:
               f"--repeats", file=sys.stderr)
         return 1
     if args.out:
-        speed.write_record(args.out, {
-            "model": model, "device": str(device),
+        write_record(args.out, {
+            "model": model,
             "images": images, "steps": steps, "size": size, "repeats": args.repeats,
             "table": speed.as_json(table), "breakdown_s": parts,
             "unet_gflop_per_call": flops / 1e9, "matmul_tflops": rate / 1e12,
             "unet_step_s": step, "lower_bound_s": bound,
             "wall_s": round(time.time() - started, 1),
-        })
+        }, device=device)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
