@@ -173,11 +173,12 @@ def _train(args) -> None:
 
 
 def _exercises(args) -> int:
-    from .authoring import build, lessons
+    from .exercises.authoring import lessons, write_learner_versions
 
     if not lessons(Path(args.notebooks)):
         raise CommandError(f"--notebooks {args.notebooks}: no lesson notebooks (NN_*.ipynb)")
-    changed = build(Path(args.notebooks), args.learner, args.solutions, check=args.check)
+    changed = write_learner_versions(Path(args.notebooks), args.learner, args.solutions,
+                                     check=args.check)
     if args.check:
         for path in changed:
             print(f"out of date: {path} (run `sdlearn exercises`)", file=sys.stderr)

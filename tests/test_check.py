@@ -1,11 +1,21 @@
-"""Every grader accepts the reference, names typical mistakes, and never breaks the lesson."""
+"""Every grader accepts the reference, names typical mistakes, and never breaks the lesson.
+
+The references call sdlearn's own functions (sampling.sample, editing.img2img, ...), which
+test_sampling, test_editing and test_inpainting prove equal to diffusers.
+"""
+
+import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
-from sdlearn import load_pipeline
+from sdlearn import check, load_pipeline
 from sdlearn.check import EXERCISES
-from sdlearn.grading import grade
+from sdlearn.exercises.grading import Exercise, Marker, Mistake, grade
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.fixture(scope="module", params=["tiny", "other sizes"])
@@ -28,6 +38,7 @@ def test_typical_mistakes_get_their_hint(pipe, name, capsys):
     ex = EXERCISES[name](pipe)
     assert len(ex.mistakes) + len(ex.checks) >= 2
     for wrong, hint in ex.mistakes:
+        assert wrong.__name__ != "<lambda>", f"name the mistake {hint!r}"
         verdict = grade(ex, wrong)
         assert verdict.status == "wrong", hint
         assert hint in verdict.message
@@ -71,38 +82,6 @@ def test_non_repeatable_image_is_explained(tiny_pipe):
     assert verdict.status == "wrong" and "generator=" in verdict.message
 
 
-@pytest.mark.parametrize("scheduler", ["pndm", "euler", "ddim"])
-def test_reference_loop_equals_the_pipeline(scheduler):
-    from sdlearn import make_generator
-    from sdlearn.check import _loop
-
-    pipe = load_pipeline(scheduler=scheduler)
-    pipe.set_progress_bar_config(disable=True)
-    prompt = "a big red circle at the top left"
-    theirs = pipe(prompt, num_inference_steps=4, output_type="latent",
-                  generator=make_generator(3)).images
-    assert (_loop(pipe, prompt, 3, 4, 7.5) == theirs).all()
-
-
-@pytest.mark.parametrize("scheduler", ["pndm", "euler"])
-def test_reference_img2img_equals_the_pipeline(scheduler):
-    from diffusers import StableDiffusionImg2ImgPipeline
-
-    from sdlearn import make_generator
-    from sdlearn.check import _img2img
-    from sdlearn.models import quiet_loading
-    from sdlearn.shapes import random_scene, render_image
-
-    pipe = load_pipeline(scheduler=scheduler)
-    with quiet_loading():
-        i2i = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
-    i2i.set_progress_bar_config(disable=True)
-    image = render_image(random_scene(4), 64)
-    theirs = i2i("a red circle", image=image, strength=0.6, num_inference_steps=5,
-                 output_type="latent", generator=make_generator(2)).images
-    assert torch.equal(_img2img(pipe, image, "a red circle", 0.6, 2, 5, 7.5), theirs)
-
-
 def test_timing_is_graded_the_same_on_a_busy_machine(tiny_pipe, monkeypatch):
     """On a loaded runner a sleep overruns; a correct answer must still be correct, and a
     mistake still get its own hint, not another's."""
@@ -118,3 +97,73 @@ def test_timing_is_graded_the_same_on_a_busy_machine(tiny_pipe, monkeypatch):
     for wrong, hint in ex.mistakes:
         verdict = grade(ex, wrong, quiet=True)
         assert verdict.status == "wrong" and hint in verdict.message
+
+
+def test_every_lessons_graders_live_in_its_module():
+    """A newcomer finds the grader of ``check.NAME`` in lesson NN at exercises/lessonNN.py."""
+    graded = 0
+    for lesson in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(lesson.read_text())["cells"]
+        code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        for name in set(re.findall(r"check\.(\w+)\(", code)):
+            assert getattr(check, name).__module__ == f"sdlearn.exercises.lesson{lesson.name[:2]}"
+            graded += 1
+    assert graded == len(EXERCISES) == len(check.__all__) - 2
+
+
+def _counting(fn, calls):
+    def counted(*args):
+        calls.append(fn.__name__)
+        return fn(*args)
+    return counted
+
+
+def test_the_learners_function_runs_first():
+    """A blank costs no reference run; a correct answer runs before the reference, case by case."""
+    calls = []
+
+    def reference(x):
+        return 2 * x
+
+    def blank(x):
+        raise NotImplementedError
+
+    ex = Exercise("double", _counting(reference, calls), [(1,), (2,)])
+    verdict = grade(ex, _counting(blank, calls), quiet=True)
+    assert verdict.status == "blank" and calls == ["blank"]
+    assert verdict(3) == 6, "the reference is handed back"
+    calls.clear()
+
+    def mine(x):
+        return x + x
+
+    assert grade(ex, _counting(mine, calls), quiet=True).ok
+    assert calls == ["mine", "reference", "mine", "reference"]
+
+
+def test_an_answer_that_changes_its_inputs_is_graded_on_its_result():
+    """The learner's function gets its own copy of the tensors: changing them in place cannot
+    change what the reference computes, nor turn a right answer into a mistake's hint."""
+
+    def unchanged(latents):
+        return latents
+
+    ex = Exercise("double", lambda x: 2 * x, [(torch.ones(3),)],
+                  mistakes=[Mistake(unchanged, "multiply by 2")])
+
+    def in_place(latents):
+        latents *= 2
+        return latents
+
+    assert grade(ex, in_place, quiet=True).ok
+    assert torch.equal(ex.cases()[0][0], torch.ones(3))
+
+
+def test_a_marker_is_explained_by_its_check():
+    from sdlearn.exercises.grading import Check
+
+    odd = Marker("an odd answer")
+    ex = Exercise("one", lambda: 1.0, [()], adapt=lambda fn: lambda: odd if fn() == 0 else fn(),
+                  checks=[Check(lambda got, expected, args: got is not odd, "no zeros")])
+    assert grade(ex, lambda: 0, quiet=True).message.startswith("no zeros")
+    assert grade(ex, lambda: 2.0, quiet=True).message.startswith("expected 1.0, got 2.0.")

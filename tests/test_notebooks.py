@@ -8,12 +8,11 @@ Stable Diffusion gets on a GPU, so that every comparison with diffusers is also 
 """
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from sdlearn.authoring import BEGIN, END, build, lessons, solution_blocks
+from sdlearn.exercises.authoring import BEGIN, END, lessons, solution_blocks, write_learner_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -30,7 +29,7 @@ def test_there_are_lessons():
 
 
 def test_learner_versions_are_in_step():
-    stale = build(NOTEBOOKS, check=True)
+    stale = write_learner_versions(NOTEBOOKS, check=True)
     assert not stale, f"run `sdlearn exercises`: {[p.name for p in stale]} are out of date"
 
 
@@ -64,6 +63,9 @@ def test_learner_version_runs_with_another_model(lesson, plain_model_dir, tmp_pa
     monkeypatch.setenv("SDLEARN_DTYPE", "float16")  # as on a GPU (CPUs run float16 too, slowly)
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     nb = nbformat.read(NOTEBOOKS / "learner" / lesson.name, as_version=4)
+    # The lesson's own pipeline says which model and precision it ran with.
+    nb.cells.append(nbformat.v4.new_code_cell('print(f"ran with {pipe.name_or_path} in '
+                                              '{pipe.unet.dtype}")'))
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
@@ -74,4 +76,7 @@ def test_learner_version_runs_with_another_model(lesson, plain_model_dir, tmp_pa
     skips = sum('print("Skipped:' in "".join(c.source) for c in nb.cells
                 if c.cell_type == "code")
     assert printed.count("Skipped:") == skips
-    assert os.environ["SDLEARN_MODEL"] == str(plain_model_dir)
+    model, dtype = nb.cells[-1].outputs[0]["text"].strip().removeprefix("ran with ").split(" in ")
+    assert Path(model).resolve() == Path(plain_model_dir).resolve()
+    # Lesson 08 measures float32 against float16 itself, so it loads float32 on purpose.
+    assert dtype == ("torch.float32" if lesson.name.startswith("08") else "torch.float16")

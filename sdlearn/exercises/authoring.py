@@ -1,16 +1,27 @@
 """Making the learner's notebooks (with blanks) and the solutions from the authored lessons.
 
 The authored notebook (``notebooks/NN_topic.ipynb``) is the one source of truth: every exercise
-is written complete, its solution between two marker lines::
+is written complete, its solution between two marker lines. In the learner's version the lines
+from BEGIN to END become one ``raise NotImplementedError(...)`` at the same indentation, and
+every output is cleared. In the solutions the marker lines are simply dropped.
 
-    def scale_latents(latents, vae):
-        ### BEGIN SOLUTION
-        return latents * vae.config.scaling_factor
-        ### END SOLUTION
+>>> cell = '''def scale_latents(latents, vae):
+...     ### BEGIN SOLUTION
+...     return latents * vae.config.scaling_factor
+...     ### END SOLUTION
+... '''
+>>> print(learner_source(cell), end="")
+def scale_latents(latents, vae):
+    raise NotImplementedError("Exercise: write your code here")
+>>> print(solution_source(cell), end="")
+def scale_latents(latents, vae):
+    return latents * vae.config.scaling_factor
+>>> learner_source("x = 1\\n### END SOLUTION\\n")
+Traceback (most recent call last):
+...
+ValueError: line 2: '### END SOLUTION' without '### BEGIN SOLUTION' before it
 
-In the learner's version the lines from BEGIN to END become one
-``raise NotImplementedError(...)`` at the same indentation, and every output is cleared. In the
-solutions the marker lines are simply dropped.
+From the command line::
 
     sdlearn exercises                        # writes notebooks/learner/*.ipynb
     sdlearn exercises --solutions build/solutions
@@ -35,23 +46,24 @@ def _lines(source) -> list[str]:
 
 def learner_source(source) -> str:
     """The cell's code with each solution replaced by a ``NotImplementedError`` blank."""
-    out, inside = [], False
-    for line in _lines(source):
+    out, begun = [], None  # begun: the line number of the open BEGIN
+    for number, line in enumerate(_lines(source), start=1):
         stripped = line.strip()
         if stripped == BEGIN:
-            if inside:
-                raise ValueError(f"nested {BEGIN!r}")
-            inside = True
+            if begun:
+                raise ValueError(f"line {number}: {BEGIN!r} inside the solution begun at line "
+                                 f"{begun}: close it with {END!r} first")
+            begun = number
             indent = line[: len(line) - len(line.lstrip())]
             out.append(f"{indent}{BLANK}\n")
         elif stripped == END:
-            if not inside:
-                raise ValueError(f"{END!r} without {BEGIN!r}")
-            inside = False
-        elif not inside:
+            if not begun:
+                raise ValueError(f"line {number}: {END!r} without {BEGIN!r} before it")
+            begun = None
+        elif not begun:
             out.append(line)
-    if inside:
-        raise ValueError(f"{BEGIN!r} without {END!r}")
+    if begun:
+        raise ValueError(f"line {begun}: {BEGIN!r} without {END!r} after it")
     return "".join(out)
 
 
@@ -61,7 +73,12 @@ def solution_source(source) -> str:
 
 
 def solution_blocks(source) -> list[str]:
-    """The solution code of a cell (what the learner must not see), one string per block."""
+    """The solution code of a cell (what the learner must not see), one string per block.
+
+    >>> solution_blocks(["def f():\\n", "    ### BEGIN SOLUTION\\n", "    return 1\\n",
+    ...                  "    ### END SOLUTION\\n"])
+    ['    return 1\\n']
+    """
     text = "".join(_lines(source))
     return [m.group(1) for m in re.finditer(rf"{re.escape(BEGIN)}\n(.*?)^[ \t]*{re.escape(END)}",
                                             text, flags=re.S | re.M)]
@@ -69,10 +86,13 @@ def solution_blocks(source) -> list[str]:
 
 def _transform(nb: dict, code, clear: bool) -> dict:
     nb = json.loads(json.dumps(nb))  # a deep copy
-    for cell in nb["cells"]:
+    for index, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
-        cell["source"] = code(cell["source"])
+        try:
+            cell["source"] = code(cell["source"])
+        except ValueError as error:
+            raise ValueError(f"cell {index}, {error}") from None
         if clear:
             cell["outputs"], cell["execution_count"] = [], None
             cell.get("metadata", {}).pop("execution", None)  # run timestamps
@@ -89,29 +109,39 @@ def make_solution(nb: dict) -> dict:
     return _transform(nb, solution_source, clear=False)
 
 
+def _text(nb: dict) -> str:
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
 def _write(nb: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(_text(nb), encoding="utf-8")
 
 
 def lessons(notebooks: Path) -> list[Path]:
+    """The authored lessons in ``notebooks``, ``NN_topic.ipynb``, in order."""
     return sorted(Path(notebooks).glob(LESSON_GLOB))
 
 
-def build(notebooks: Path = Path("notebooks"), learner: Path | None = None,
-          solutions: Path | None = None, *, check: bool = False) -> list[Path]:
-    """Write (or with ``check``, compare) the learner versions; returns stale or written paths."""
+def write_learner_versions(notebooks: Path = Path("notebooks"), learner: Path | None = None,
+                           solutions: Path | None = None, *, check: bool = False) -> list[Path]:
+    """Write the learner versions (default: into ``NOTEBOOKS/learner``), and the solutions if
+    asked; returns the learner notebooks written. With ``check``, write nothing and return
+    those that are out of date."""
     notebooks = Path(notebooks)
     learner = Path(learner) if learner else notebooks / "learner"
     changed = []
     for path in lessons(notebooks):
         nb = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            blanks = make_learner(nb)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
         target = learner / path.name
-        text = json.dumps(make_learner(nb), indent=1, ensure_ascii=False) + "\n"
-        if not target.exists() or target.read_text(encoding="utf-8") != text:
+        if not target.exists() or target.read_text(encoding="utf-8") != _text(blanks):
             changed.append(target)
             if not check:
-                _write(make_learner(nb), target)
+                _write(blanks, target)
         if solutions is not None and not check:
             _write(make_solution(nb), Path(solutions) / path.name)
     return changed

@@ -1,0 +1,13 @@
+"""The course's exercises: how they are graded, written and generated.
+
+- ``lesson00.py`` … ``lesson08.py``: the graders of each lesson, one builder per exercise (the
+  learner calls them as ``sdlearn.check.NAME(your_function, pipe)``);
+- ``common.py``: the registry of graders and the inputs they share;
+- ``grading.py``: how an answer is compared with the reference and its mistakes explained;
+- ``authoring.py``: the learner notebooks (blanks) and solutions made from the authored lessons.
+
+>>> import sdlearn.check
+>>> from sdlearn.exercises.common import EXERCISES
+>>> sorted(EXERCISES)[:3], len(EXERCISES)
+(['add_noise_by_hand', 'cfg_batch', 'cold_and_warm'], 21)
+"""

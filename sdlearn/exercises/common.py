@@ -1,0 +1,57 @@
+"""What the lessons' graders share: the registry, and the inputs they grade on.
+
+A lesson module defines one builder per exercise, ``NAME(pipe) -> Exercise``, and turns it into
+the grader ``check.NAME(your_function, pipe)`` with :func:`grader`:
+
+>>> import torch
+>>> from sdlearn.exercises.grading import Mistake
+>>> @grader
+... def double(pipe):
+...     def kept_the_input(x):
+...         return x
+...     return Exercise("double", lambda x: 2 * x, [(torch.ones(2),)],
+...                     mistakes=[Mistake(kept_the_input, "multiply by 2")])
+>>> double(lambda x: x + x, pipe=None).ok
+✓ double: correct (1 check).
+True
+>>> _ = EXERCISES.pop("double")  # (an example, not an exercise of the course)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..device import make_generator, randn
+from .grading import Exercise, Graded, grade
+
+__all__ = ["EXERCISES", "grader", "loop_tolerance", "seeded_latents"]
+
+# name → function(pipe) that builds the Exercise; tests grade every reference and mistake.
+EXERCISES: dict[str, Callable[..., Exercise]] = {}
+
+
+def grader(builder: Callable[..., Exercise]) -> Callable[..., Graded]:
+    """Register ``builder`` and make the grader ``check.NAME(your_function, pipe)``."""
+    EXERCISES[builder.__name__] = builder
+
+    def grade_it(fn, pipe) -> Graded:
+        return grade(builder(pipe), fn)
+
+    grade_it.__name__ = grade_it.__qualname__ = builder.__name__
+    grade_it.__doc__ = builder.__doc__
+    grade_it.__module__ = builder.__module__
+    return grade_it
+
+
+def seeded_latents(pipe, seed: int, batch: int = 1, scale: float = 1.0) -> torch.Tensor:
+    """Seeded noise of the shape of the model's latents, on its device and in its dtype."""
+    unet = pipe.unet
+    shape = (batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    return (randn(shape, make_generator(seed)) * scale).to(pipe.device, unet.dtype)
+
+
+def loop_tolerance(pipe) -> float:
+    """Whole loops add rounding: float32 agrees to 1e-3, half precision to a few 1e-2."""
+    return 1e-3 if pipe.unet.dtype == torch.float32 else 5e-2
