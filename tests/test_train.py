@@ -290,3 +290,48 @@ def test_training_captions_drop_and_mislabel_the_shares_asked():
     assert 0.22 < share < 0.38
     with pytest.raises(ValueError, match="caption_noise"):
         TrainConfig(caption_noise=1.0).validate()
+
+
+def test_training_captions_can_say_less_than_the_picture(cfg):
+    from sdlearn.shapes import parse_prompt
+
+    scenes = [random_scene(i) for i in range(200)]
+    full = training_captions(scenes, random.Random(0), dropout=0.0)
+    loose = training_captions(scenes, random.Random(0), dropout=0.0, loose=True)
+    named = [sum(len(o.named()) for o in parse_prompt(t).objects) for t in (*full, *loose)]
+    assert min(named[:200]) >= 4  # every full caption names all four attributes of each object
+    assert sum(named[200:]) < 0.8 * sum(named[:200])
+
+
+def test_a_run_can_start_from_a_trained_model(tmp_path, small_arch, reference_run):
+    source = reference_run / "pipeline"
+    cfg = small_config(tmp_path / "from", small_arch)
+    cfg.init_from, cfg.captions = str(source), "loose"
+    folder = Trainer(cfg).run()
+    phases = {json.loads(line)["phase"] for line in (folder / "training_log.jsonl").open()}
+    assert "unet" in phases and not phases & {"vae", "decoder"}  # the VAE is taken as it is
+    before, after = load_pipeline(source), load_pipeline(folder)
+    assert all(torch.equal(a, b) for a, b in zip(before.vae.state_dict().values(),
+                                                 after.vae.state_dict().values(), strict=True))
+    assert after.vae.config.scaling_factor == before.vae.config.scaling_factor
+    assert not torch.equal(before.unet.conv_in.weight, after.unet.conv_in.weight)
+    info = json.loads((folder / "sdlearn.json").read_text())
+    assert info["started_from"]["folder"] == str(source)
+    assert info["started_from"]["command"].startswith("sdlearn train")
+    assert "--init-from" in info["command"] and "--captions loose" in info["command"]
+    # words only loose captions use keep their rows of the token embedding
+    table = after.text_encoder.get_input_embeddings().weight
+    something = after.tokenizer("something", add_special_tokens=False).input_ids[0]
+    assert table[something].abs().sum() > 0
+
+
+def test_init_from_must_be_a_pipeline_of_the_runs_architecture(tmp_path, small_arch,
+                                                               reference_run):
+    with pytest.raises(ValueError, match="is not a trained pipeline folder"):
+        TrainConfig(init_from=str(tmp_path)).validate()
+    from dataclasses import replace
+
+    cfg = small_config(tmp_path / "other", replace(small_arch, text_hidden_size=16))  # not 32
+    cfg.init_from = str(reference_run / "pipeline")
+    with pytest.raises(ValueError, match="text_encoder has another architecture"):
+        Trainer(cfg).run()

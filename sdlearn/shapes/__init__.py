@@ -5,15 +5,19 @@
 >>> image = render(scene)
 >>> score(image, scene).correct
 True
+>>> score_prompt(image, "a picture of something red").correct  # any prompt of the world's
+True
 """
 
-from .captions import caption, describe_object
+from .captions import caption, describe_object, loose_caption
+from .prompts import PromptNotUnderstood, PromptReading, WantedObject, parse_prompt, score_prompt
 from .render import object_coverage, render, render_image, shape_coverage
 from .scorer import Detection, ObjectScore, SceneScore, detect, score
 from .world import COLORS, PLACES, SHAPES, SIZES, Scene, ShapeObject, perturb, random_scene
 
 __all__ = [
-    "COLORS", "PLACES", "SHAPES", "SIZES", "Detection", "ObjectScore", "Scene", "SceneScore",
-    "ShapeObject", "caption", "describe_object", "detect", "object_coverage", "perturb",
-    "random_scene", "render", "render_image", "score", "shape_coverage",
+    "COLORS", "PLACES", "SHAPES", "SIZES", "Detection", "ObjectScore", "PromptNotUnderstood",
+    "PromptReading", "Scene", "SceneScore", "ShapeObject", "WantedObject", "caption",
+    "describe_object", "detect", "loose_caption", "object_coverage", "parse_prompt", "perturb",
+    "random_scene", "render", "render_image", "score", "score_prompt", "shape_coverage",
 ]

@@ -17,10 +17,13 @@ from __future__ import annotations
 import argparse
 import shlex
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from ..architectures import TinyArchitecture, architecture_dict
 from ..schedulers import SCHEDULERS, check_scheduler_name
 from ..sizes import check_size
+
+CAPTIONS = ("full", "loose")  # how training captions describe their pictures
 
 # Settings that count something: 0 would fail late, or train nothing.
 COUNTS = ("n_train", "vae_steps", "unet_steps", "vae_batch", "unet_batch", "scale_samples",
@@ -53,6 +56,10 @@ class TrainConfig:
     unet_lr: float = 5e-4
     caption_dropout: float = 0.1
     caption_noise: float = 0.5     # share of captions with one detail wrong (see training_captions)
+    # "full": every caption describes the whole picture; "loose": captions say less, as
+    # people's do (sdlearn.shapes.loose_caption), so the seed decides what they leave open
+    captions: str = "full"
+    init_from: str | None = None   # a trained pipeline folder to start from (training/init.py)
     min_snr_gamma: float = 5.0     # Min-SNR loss weighting (Hang et al. 2023)
     ema_decay: float = 0.999
     warmup_steps: int = 200
@@ -103,6 +110,13 @@ class TrainConfig:
         if check_scheduler_name(self.scheduler) != self.scheduler:
             raise ValueError(f"scheduler={self.scheduler!r}: write it in lower case, "
                              f"{self.scheduler.lower()!r}")
+        if self.captions not in CAPTIONS:
+            raise ValueError(f"{name('captions')}={self.captions!r}: use one of "
+                             f"{', '.join(CAPTIONS)}")
+        if self.init_from is not None and not (Path(self.init_from) / "model_index.json").is_file():
+            raise ValueError(f"{name('init_from')}={self.init_from!r} is not a trained pipeline "
+                             "folder (no model_index.json): give a folder written by sdlearn "
+                             "train (out/pipeline) or the shipped one, sdlearn/data/tiny-sd")
         for key in ("caption_dropout", "caption_noise"):
             if not 0 <= getattr(self, key) < 1:
                 raise ValueError(f"{name(key)}={getattr(self, key)} must be at least 0 and below 1")
@@ -136,7 +150,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         value = getattr(defaults, f.name)
         kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
-        choices = sorted(SCHEDULERS) if f.name == "scheduler" else None
+        choices = {"scheduler": sorted(SCHEDULERS), "captions": list(CAPTIONS)}.get(f.name)
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=value,
                             choices=choices, help=f"(default: {value})")
     parser.add_argument("--image-size", type=int, default=defaults.arch.image_size,

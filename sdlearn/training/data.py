@@ -15,7 +15,7 @@ import random
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..shapes import caption, perturb, random_scene, render
+from ..shapes import caption, loose_caption, perturb, random_scene, render
 from ..shapes.captions import vocabulary
 from ..shapes.splits import TRAIN_SEED0
 from ..shapes.world import COLORS
@@ -44,8 +44,12 @@ def to_model(images: np.ndarray, device):
     return x / 127.5 - 1.0
 
 
-def training_captions(scenes, rng: random.Random, dropout: float, noise: float = 0.0) -> list[str]:
+def training_captions(scenes, rng: random.Random, dropout: float, noise: float = 0.0,
+                      loose: bool = False) -> list[str]:
     """The prompts of one UNet batch: varied captions, ``""`` for ``dropout`` of them.
+
+    ``loose=True`` writes captions that may say less than the picture shows
+    (:func:`sdlearn.shapes.loose_caption`); otherwise every caption describes it whole.
 
     With ``noise`` > 0, that share of the captions describes the scene with one detail wrong
     (:func:`sdlearn.shapes.perturb`), as captions scraped from the web often do. The model then
@@ -64,7 +68,7 @@ def training_captions(scenes, rng: random.Random, dropout: float, noise: float =
             continue
         if noise and rng.random() < noise:  # no draw at 0: older runs resume exactly
             scene = perturb(scene, rng)
-        prompts.append(caption(scene, rng))
+        prompts.append(loose_caption(scene, rng) if loose else caption(scene, rng))
     return prompts
 
 
@@ -73,8 +77,8 @@ def training_captions(scenes, rng: random.Random, dropout: float, noise: float =
 KEPT_WORDS = ("plain",)
 
 
-def world_token_ids(tokenizer) -> list[int]:
-    """Every token id a shapes-world caption can use, and the special tokens.
+def world_token_ids(tokenizer, loose: bool = False) -> list[int]:
+    """Every token id a shapes-world caption can use (``loose``: a loose one), and the special ones.
 
     >>> from sdlearn import load_tokenizer
     >>> tokenizer = load_tokenizer()
@@ -83,6 +87,6 @@ def world_token_ids(tokenizer) -> list[int]:
     (38, True, False)
     """
     ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
-    for word in [*vocabulary(), *KEPT_WORDS]:
+    for word in [*vocabulary(loose), *KEPT_WORDS]:
         ids.update(tokenizer(word, add_special_tokens=False).input_ids)
     return sorted(ids)

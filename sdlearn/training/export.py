@@ -51,8 +51,9 @@ def export(trainer: Trainer, unet_state=None, text_state=None,
         unet.load_state_dict(unet_state)
         text.load_state_dict(text_state)
         pipe = assemble_pipeline(pipe.vae, text, pipe.tokenizer, unet, pipe.scheduler)
-    keep_rows(pipe.text_encoder.get_input_embeddings().weight, world_token_ids(pipe.tokenizer))
     cfg = trainer.cfg
+    keep_rows(pipe.text_encoder.get_input_embeddings().weight,
+              world_token_ids(pipe.tokenizer, loose=cfg.captions == "loose"))
     info = {
         "world": "shapes",
         "trained": True,
@@ -62,6 +63,7 @@ def export(trainer: Trainer, unet_state=None, text_state=None,
         "command": cfg.command(),
         "settings_changed": trainer.runlog.settings_changes(),
         "config": cfg.to_dict(),
+        **({"started_from": trainer.started_from} if trainer.started_from else {}),
         "scaling_factor": pipe.vae.config.scaling_factor,
         "machine": machine(trainer.device),
     }

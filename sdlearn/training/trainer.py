@@ -24,6 +24,7 @@ from ..schedulers import make_scheduler
 from .config import TrainConfig
 from .data import make_dataset
 from .export import export
+from .init import start_from
 from .resume import check_resumable, unet_step
 from .runlog import RunLog
 from .unet import train_unet
@@ -56,6 +57,7 @@ class Trainer:
         self.pipe.scheduler = make_scheduler(cfg.scheduler, self.pipe.scheduler.config)
         self.pipe.to(self.device)
         self._data = None
+        self.started_from = None  # the record of the model init_from names, once loaded
 
     @property
     def data(self):
@@ -67,6 +69,8 @@ class Trainer:
     def run(self) -> Path:
         """Run (or resume) every phase, and export; the folder of the trained pipeline."""
         start = time.time()
+        if self.cfg.init_from:
+            self.started_from = start_from(self)
         train_vae(self)
         print(f"scaling factor: {measure_scaling_factor(self):.5f}")
         latents = encode_latents(self)

@@ -62,7 +62,7 @@ def train_unet(trainer: Trainer, latents: torch.Tensor) -> None:
         rng = random.Random(loop.seed(step))
         idx = [rng.randrange(len(scenes)) for _ in range(cfg.unet_batch)]
         prompts = training_captions([scenes[i] for i in idx], rng, cfg.caption_dropout,
-                                    cfg.caption_noise)
+                                    cfg.caption_noise, loose=cfg.captions == "loose")
         ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                         truncation=True, return_tensors="pt").input_ids.to(device)
         x0 = latents[idx]
