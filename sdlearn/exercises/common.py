@@ -24,9 +24,10 @@ from collections.abc import Callable
 import torch
 
 from ..device import make_generator, randn
+from ..schedulers import make_scheduler
 from .grading import Exercise, Graded, grade
 
-__all__ = ["EXERCISES", "grader", "loop_tolerance", "seeded_latents"]
+__all__ = ["EXERCISES", "ddim_inputs", "grader", "loop_tolerance", "seeded_latents"]
 
 # name → function(pipe) that builds the Exercise; tests grade every reference and mistake.
 EXERCISES: dict[str, Callable[..., Exercise]] = {}
@@ -50,6 +51,18 @@ def seeded_latents(pipe, seed: int, batch: int = 1, scale: float = 1.0) -> torch
     unet = pipe.unet
     shape = (batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
     return (randn(shape, make_generator(seed)) * scale).to(pipe.device, unet.dtype)
+
+
+def ddim_inputs(pipe, seeds: tuple[int, int], steps: int = 10):
+    """A DDIM scheduler with ``steps`` timesteps, and two seeded float32 latents on the CPU.
+
+    The scheduler exercises (lessons 04 and 06) are graded on the CPU in float32, so that a
+    formula written by hand is compared with the scheduler's to the last digit.
+    """
+    sched = make_scheduler("ddim", pipe.scheduler.config)
+    sched.set_timesteps(steps)
+    a, b = (seeded_latents(pipe, seed).float().cpu() for seed in seeds)
+    return sched, a, b
 
 
 def loop_tolerance(pipe) -> float:

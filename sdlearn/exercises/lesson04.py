@@ -11,8 +11,7 @@
 from __future__ import annotations
 
 from ..sampling import ddim_step, predicted_x0
-from ..schedulers import make_scheduler
-from .common import grader, seeded_latents
+from .common import ddim_inputs, grader, seeded_latents
 from .grading import Exercise, Mistake
 
 
@@ -61,9 +60,7 @@ def add_noise_by_hand(pipe) -> Exercise:
 @grader
 def ddim_update(pipe) -> Exercise:
     """Exercise: ``ddim_update(noise_pred, t, latents, scheduler)`` → the DDIM step (eta 0)."""
-    sched = make_scheduler("ddim", pipe.scheduler.config)
-    sched.set_timesteps(10)
-    x, eps = seeded_latents(pipe, 10).float().cpu(), seeded_latents(pipe, 11).float().cpu()
+    sched, x, eps = ddim_inputs(pipe, (10, 11))
     ts = [sched.timesteps[0], sched.timesteps[4], sched.timesteps[-1]]
 
     def reference(e, t, x, s):

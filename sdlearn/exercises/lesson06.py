@@ -17,10 +17,9 @@ from .. import editing
 from ..device import make_generator, randn
 from ..models import with_scheduler
 from ..sampling import denoise, encode_prompts
-from ..schedulers import make_scheduler
 from ..shapes import Scene, ShapeObject, render_image
 from ..sizes import default_size
-from .common import grader, loop_tolerance, seeded_latents
+from .common import ddim_inputs, grader, loop_tolerance
 from .grading import Exercise, Mistake
 
 
@@ -55,9 +54,7 @@ def start_step(pipe) -> Exercise:
 @grader
 def noise_to_strength(pipe) -> Exercise:
     """Exercise: ``noise_to_strength(init_latents, noise, timesteps, scheduler)`` → x_t to start."""
-    sched = make_scheduler("ddim", pipe.scheduler.config)
-    sched.set_timesteps(10)
-    init, noise = seeded_latents(pipe, 14).float().cpu(), seeded_latents(pipe, 15).float().cpu()
+    sched, init, noise = ddim_inputs(pipe, (14, 15))
     cases = [(init, noise, sched.timesteps[k:], sched) for k in (2, 7)]
 
     def reference(x, n, ts, s):
