@@ -13,6 +13,14 @@ Fields: adherence_single (colour, place and shape all right, one-object scenes),
 adherence_two (both objects right), per-attribute rates, guidance_sweep (guidance → adherence on
 both sets), vae_psnr and scorer_on_reconstructions (the VAE alone, on ``--vae-n`` held-out
 two-object renders), scaling_factor, seconds_per_image (batch 1, through the pipeline, median).
+
+Prompts that say less (held-out loose captions that leave something open, read back with
+``sdlearn.shapes.parse_prompt``): adherence_partial (every named attribute right, no named
+object missing), diversity (over ``--seeds`` seeds per prompt: distinct pictures by the
+scorer's reading, the cells an unnamed place lands in, and the total-variation distance of each
+unnamed attribute from the world's own frequencies), the sweep's ``partial`` and
+``distinct_pictures`` (the trade-off of adherence against variety), full_caption_seed_difference
+(mean pixel difference of two seeds, in 1/255) and free_prompt_examples.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import json
 import os
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,7 +42,22 @@ from tqdm.auto import tqdm  # noqa: E402
 from sdlearn import load_pipeline, make_generator  # noqa: E402
 from sdlearn.images import psnr, to_tensor  # noqa: E402
 from sdlearn.records import write_record  # noqa: E402
-from sdlearn.shapes import caption, render, score  # noqa: E402
+from sdlearn.shapes import (  # noqa: E402
+    caption,
+    loose_caption,
+    parse_prompt,
+    random_scene,
+    render,
+    score,
+    score_prompt,
+)
+from sdlearn.shapes.diversity import (  # noqa: E402
+    frequencies,
+    picture_reading,
+    total_variation,
+    world_frequencies,
+)
+from sdlearn.shapes.prompts import ATTRIBUTES  # noqa: E402
 from sdlearn.shapes.splits import EVAL_SEED0, VALID_SEED0, held_out_scenes  # noqa: E402
 from sdlearn.sizes import default_size  # noqa: E402
 from sdlearn.speed import measure  # noqa: E402
@@ -43,12 +67,13 @@ SWEEP = (1.0, 3.0, 5.0, 7.5, 10.0)
 
 
 @torch.no_grad()
-def generate(pipe, scenes, guidance: float, batch: int = 25, seed: int = 0, progress=None):
+def generate(pipe, prompts, guidance: float, batch: int = 25, seed: int = 0, progress=None):
+    """One picture per prompt, the i-th from seed ``seed + i``, in batches."""
     images = []
-    for i in range(0, len(scenes), batch):
-        chunk = scenes[i:i + batch]
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i:i + batch]
         gens = [make_generator(seed + i + j) for j in range(len(chunk))]
-        images += pipe([caption(s) for s in chunk], num_inference_steps=STEPS,
+        images += pipe(list(chunk), num_inference_steps=STEPS,
                        guidance_scale=guidance, generator=gens).images
         if progress is not None:
             progress.update(len(chunk))
@@ -56,7 +81,7 @@ def generate(pipe, scenes, guidance: float, batch: int = 25, seed: int = 0, prog
 
 
 def adherence(pipe, scenes, guidance, progress=None):
-    images = generate(pipe, scenes, guidance, progress=progress)
+    images = generate(pipe, [caption(s) for s in scenes], guidance, progress=progress)
     results = [score(img, s) for img, s in zip(images, scenes, strict=True)]
     objects = [o for r in results for o in r.objects]
     rates = {a: sum(getattr(o, a) for o in objects) / len(objects)
@@ -80,6 +105,90 @@ def vae_quality(pipe, n: int, seed0: int = EVAL_SEED0):
     return statistics.mean(psnr(m) for m in mse), right / n
 
 
+# ----------------------------------------------------------------------------- loose prompts
+
+# Prompts a new user types first; read back by the scorer (free_prompt_examples).
+FREE_PROMPTS = ["a red circle", "a green triangle on a white background", "a small blue square",
+                "something yellow at the top", "two circles", "A photo of a purple square."]
+PROMPT_OFFSET = 2_000_000  # loose prompts come from held-out scenes past the 1- and 2-object sets
+
+
+def underspecified_prompts(n: int, seed0: int = EVAL_SEED0) -> list:
+    """``n`` held-out loose captions that leave something open, with their readings."""
+    prompts, i = [], 0
+    while len(prompts) < n:
+        scene = random_scene(seed0 + PROMPT_OFFSET + i)
+        reading = parse_prompt(loose_caption(scene, seed0 + i))
+        if reading.open_attributes() and reading.objects:
+            prompts.append(reading)
+        i += 1
+    return prompts
+
+
+def partial_adherence(pipe, readings, guidance, progress=None) -> list[bool]:
+    """For each prompt, whether its picture has every named attribute (one picture each)."""
+    images = generate(pipe, [r.text for r in readings], guidance, progress=progress)
+    return [score_prompt(img, r).correct for img, r in zip(images, readings, strict=True)]
+
+
+def diversity(pipe, readings, guidance, seeds: int = 16, progress=None) -> dict:
+    """Distinct pictures per prompt over ``seeds`` seeds, and how unnamed attributes spread.
+
+    ``spread``: for each attribute the first wanted object leaves open (and the background),
+    the total-variation distance between what the pictures show and the world's frequencies
+    among scenes that fit the prompt, pooled over prompts (``samples``: pictures where the
+    object was found). ``place_cells``: distinct cells an unnamed place lands in, on average.
+    """
+    distinct, cells = [], []
+    seen = {a: [] for a in (*ATTRIBUTES, "background")}
+    world = {a: Counter() for a in seen}
+    for k, reading in enumerate(readings):
+        images = generate(pipe, [reading.text] * seeds, guidance, seed=1000 * k,
+                          progress=progress)
+        distinct.append(len({picture_reading(img) for img in images}))
+        scores = [score_prompt(img, reading) for img in images]
+        first = [s.matches[0][1] for s in scores]
+        found = [d for d in first if d is not None]
+        expected = world_frequencies(reading)
+        wanted = reading.objects[0]
+        for a in ATTRIBUTES:
+            if getattr(wanted, a) is None and found:
+                seen[a] += [getattr(d, a) for d in found]
+                world[a].update({v: p * len(found) for v, p in expected[a].items()})
+        if reading.background is None:
+            seen["background"] += [s.seen_background for s in scores]
+            world["background"].update({v: p * seeds for v, p in expected["background"].items()})
+        if wanted.place is None and found:
+            cells.append(len({d.place for d in found}))
+    spread = {a: {"tv_distance": round(total_variation(frequencies(v), frequencies(world[a])), 3),
+                  "samples": len(v)} for a, v in seen.items() if v}
+    return {"prompts": len(readings), "seeds": seeds,
+            "distinct_pictures": round(statistics.mean(distinct), 2), "per_prompt": distinct,
+            "place_cells": round(statistics.mean(cells), 2) if cells else None,
+            "spread": spread}
+
+
+def seed_difference(pipe, scenes) -> float:
+    """Mean pixel difference (in 1/255) between two seeds' pictures of each full caption."""
+    prompts = [caption(s) for s in scenes]
+    a = generate(pipe, prompts, GUIDANCE, seed=0)
+    b = generate(pipe, prompts, GUIDANCE, seed=len(prompts))
+    return statistics.mean(float(np.abs(np.asarray(x, float) - np.asarray(y, float)).mean())
+                           for x, y in zip(a, b, strict=True))
+
+
+def free_prompt_examples(pipe, seeds: int = 4) -> list[dict]:
+    """What the scorer reads in pictures of the prompts a new user types first."""
+    examples = []
+    for k, text in enumerate(FREE_PROMPTS):
+        images = generate(pipe, [text] * seeds, GUIDANCE, seed=100 * k)
+        scores = [score_prompt(img, text) for img in images]
+        examples.append({"prompt": text, "followed": sum(s.correct for s in scores),
+                         "of": seeds, "distinct": len({picture_reading(i) for i in images}),
+                         "first_reading": scores[0].summary()})
+    return examples
+
+
 def seconds_per_image(pipe, repeats: int = 5):
     """Median seconds of one picture through the pipeline, after a warm-up call."""
     prompt = caption(held_out_scenes(1, 2)[0])
@@ -97,13 +206,22 @@ def main():
     parser.add_argument("--vae-n", type=int, default=1000,
                         help="two-object scenes for the VAE figures (default 1000: cheap, and "
                              "200 scenes leave ±0.012 of sampling error on a rate near 0.97)")
+    parser.add_argument("--partial-n", type=int, default=200,
+                        help="under-specified prompts for adherence_partial (default 200)")
+    parser.add_argument("--diversity-n", type=int, default=50,
+                        help="under-specified prompts for diversity, --seeds pictures each")
+    parser.add_argument("--seeds", type=int, default=16, help="seeds per diversity prompt")
+    parser.add_argument("--sweep-diversity-n", type=int, default=20,
+                        help="diversity prompts per sweep point (the trade-off curve)")
     parser.add_argument("--validation", action="store_true",
                         help="the validation scenes, not the evaluation set")
     parser.add_argument("--out", type=Path,
                         help="also write the figures, dated and with the machine, as JSON here")
     args = parser.parse_args()
-    if args.n < 1 or args.vae_n < 1 or args.sweep_n < 0:
-        parser.error("--n and --vae-n must be 1 or more, --sweep-n 0 or more")
+    if min(args.n, args.vae_n, args.partial_n, args.diversity_n, args.seeds) < 1 or min(
+            args.sweep_n, args.sweep_diversity_n) < 0:
+        parser.error("--n, --vae-n, --partial-n, --diversity-n and --seeds must be 1 or more, "
+                     "--sweep-n and --sweep-diversity-n 0 or more")
     pipe = load_pipeline(args.model, device="cpu")
     pipe.set_progress_bar_config(disable=True)
     seed0 = VALID_SEED0 if args.validation else EVAL_SEED0
@@ -124,6 +242,26 @@ def main():
             s2 = adherence(pipe, two[:sweep_n], g, progress)[0]
         sweep[str(g)] = {"single": round(s1, 3), "two": round(s2, 3)}
     progress.close()
+    # Prompts that say less: adherence to what they name, and what the seed does with the rest.
+    readings = underspecified_prompts(max(args.partial_n, args.diversity_n), seed0)
+    partial, varied = readings[:args.partial_n], readings[:args.diversity_n]
+    per_point = min(sweep_n, args.partial_n), min(args.sweep_diversity_n, args.diversity_n)
+    total = (len(partial) + len(varied) * args.seeds
+             + len(new_points) * (per_point[0] + per_point[1] * args.seeds))
+    progress = tqdm(total=total, desc="loose prompts", unit="img")
+    right_partial = partial_adherence(pipe, partial, GUIDANCE, progress)
+    spread = diversity(pipe, varied, GUIDANCE, args.seeds, progress)
+    for g in SWEEP if sweep_n else ():
+        if g == GUIDANCE:  # the main figures' first prompts and seeds: the same pictures
+            right, distinct = right_partial[:per_point[0]], spread["per_prompt"][:per_point[1]]
+        else:
+            right = partial_adherence(pipe, partial[:per_point[0]], g, progress)
+            distinct = diversity(pipe, varied[:per_point[1]], g, args.seeds,
+                                 progress)["per_prompt"] if per_point[1] else []
+        sweep[str(g)]["partial"] = round(statistics.mean(right), 3) if right else None
+        sweep[str(g)]["distinct_pictures"] = (round(statistics.mean(distinct), 2) if distinct
+                                              else None)
+    progress.close()
     vae_psnr, recon_right = vae_quality(pipe, args.vae_n, seed0)
     result = {
         "model": pipe.name_or_path, "scenes": "validation" if args.validation else "evaluation",
@@ -134,6 +272,10 @@ def main():
         "attributes_single": {k: round(v, 3) for k, v in rates1.items()},
         "attributes_two": {k: round(v, 3) for k, v in rates2.items()},
         "guidance_sweep": sweep,
+        "n_partial": len(partial), "adherence_partial": round(statistics.mean(right_partial), 3),
+        "diversity": spread,
+        "full_caption_seed_difference": round(seed_difference(pipe, two[:20]), 2),
+        "free_prompt_examples": free_prompt_examples(pipe),
         "vae_psnr": round(vae_psnr, 2), "scorer_on_reconstructions": round(recon_right, 3),
         "scaling_factor": pipe.vae.config.scaling_factor,
         "seconds_per_image": round(seconds_per_image(pipe), 3),

@@ -47,7 +47,8 @@ def _recorded(path: Path, figures: dict) -> dict:
 
 def test_quality_prints_every_field(small_model_dir, tmp_path):
     figures = run_script("quality.py", "--model", str(small_model_dir), "--n", "2",
-                         "--sweep-n", "1", "--vae-n", "3", "--validation",
+                         "--sweep-n", "1", "--vae-n", "3", "--validation", "--partial-n", "2",
+                         "--diversity-n", "2", "--seeds", "2", "--sweep-diversity-n", "1",
                          "--out", str(tmp_path / "q.json"))
     _recorded(tmp_path / "q.json", figures)
     assert figures["scenes"] == "validation" and figures["n_vae"] == 3
@@ -57,6 +58,55 @@ def test_quality_prints_every_field(small_model_dir, tmp_path):
     assert set(figures["guidance_sweep"]) == {"1.0", "3.0", "5.0", "7.5", "10.0"}
     assert set(figures["attributes_two"]) == {"color", "place", "shape", "size", "background"}
     assert figures["scaling_factor"] == pytest.approx(0.37)
+    assert figures["n_partial"] == 2 and 0 <= figures["adherence_partial"] <= 1
+    assert figures["diversity"]["prompts"] == 2 and figures["diversity"]["seeds"] == 2
+    assert 1 <= figures["diversity"]["distinct_pictures"] <= 2
+    for point in figures["guidance_sweep"].values():
+        assert 0 <= point["partial"] <= 1 and 1 <= point["distinct_pictures"] <= 2
+    assert figures["full_caption_seed_difference"] >= 0
+    assert [e["prompt"] for e in figures["free_prompt_examples"]][:1] == ["a red circle"]
+
+
+class _Painter:
+    """A stand-in pipeline that paints, for each generator, a scene ``paint(seed)`` returns."""
+
+    def __init__(self, paint):
+        self.paint = paint
+
+    def __call__(self, prompts, generator, **_):
+        from types import SimpleNamespace
+
+        from sdlearn.shapes import render
+
+        return SimpleNamespace(images=[render(self.paint(g.initial_seed())) for g in generator])
+
+
+def test_diversity_tells_one_picture_from_the_worlds_variety():
+    import random
+
+    from sdlearn.shapes import COLORS, PLACES, SIZES, Scene, ShapeObject, parse_prompt
+
+    quality = load_script("quality")
+    readings = [parse_prompt("a red circle")]
+
+    def same(seed):
+        return Scene("white", (ShapeObject("circle", "red", "big", "center"),))
+
+    def varied(seed):  # as the world makes scenes that fit: any place, size and background
+        rng = random.Random(seed)
+        return Scene(rng.choice([c for c in COLORS if c != "red"]), (ShapeObject(
+            "circle", "red", rng.choice(list(SIZES)), rng.choice(list(PLACES))),))
+
+    one = quality.diversity(_Painter(same), readings, 7.5, seeds=64)
+    assert one["distinct_pictures"] == 1 and one["place_cells"] == 1
+    assert one["spread"]["place"]["tv_distance"] > 0.8  # all in one of 9 cells
+    many = quality.diversity(_Painter(varied), readings, 7.5, seeds=64)
+    assert many["distinct_pictures"] > 40 and many["place_cells"] >= 8
+    assert many["spread"]["place"]["tv_distance"] < 0.35
+    assert many["spread"]["place"]["samples"] == 64
+    assert "color" not in many["spread"]  # named: nothing to spread
+    right = quality.partial_adherence(_Painter(varied), readings * 3, 7.5)
+    assert right == [True, True, True]
 
 
 def test_sweep_reuses_the_main_runs_images(small_pipe):
@@ -64,12 +114,14 @@ def test_sweep_reuses_the_main_runs_images(small_pipe):
     # instead of making them again: a shorter list gives the same images.
     import numpy as np
 
+    from sdlearn.shapes import caption
     from sdlearn.shapes.splits import held_out_scenes
 
     quality = load_script("quality")
     scenes = held_out_scenes(3, 2)
-    every = quality.generate(small_pipe, scenes, 7.5, batch=2)
-    first = quality.generate(small_pipe, scenes[:2], 7.5, batch=2)
+    prompts = [caption(s) for s in scenes]
+    every = quality.generate(small_pipe, prompts, 7.5, batch=2)
+    first = quality.generate(small_pipe, prompts[:2], 7.5, batch=2)
     for a, b in zip(first, every[:2], strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
