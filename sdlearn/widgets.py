@@ -20,7 +20,10 @@ set the controls' values, call ``.generate()`` (what the button does), read ``.i
 from __future__ import annotations
 
 import io
+import math
 import sys
+import warnings
+from pathlib import Path
 
 import ipywidgets as w
 import numpy as np
@@ -42,6 +45,9 @@ class Playground:
 
     def __init__(self, pipe, prompt: str = "a big red circle in the center on a blue "
                  "background", *, display_size: int = 256):
+        if not (hasattr(pipe, "scheduler") and callable(pipe)):
+            raise TypeError(f"Playground(pipe) needs a pipeline, got {type(pipe).__name__} "
+                            f"{pipe!r:.60}: load one with pipe = sdlearn.load_pipeline()")
         self.pipe = pipe
         self.display_size = display_size
         self.prompt = w.Textarea(value=prompt, description="prompt",
@@ -51,9 +57,12 @@ class Playground:
                                       description="guidance")
         self.steps = w.IntSlider(value=25, min=1, max=100, description="steps")
         self.seed = w.IntText(value=0, description="seed")
-        own = {cls: name for name, cls in SCHEDULERS.items()}.get(type(pipe.scheduler).__name__)
-        self.scheduler = w.Dropdown(options=list(SCHEDULERS), value=own or "pndm",
-                                    description="scheduler")
+        # The pipe's own scheduler by its short name; one sdlearn has no name for is listed
+        # as it is (and used as it is), never shown as another.
+        cls = type(pipe.scheduler).__name__
+        own = {c: name for name, c in SCHEDULERS.items()}.get(cls) or f"{cls} (the pipe's own)"
+        options = list(SCHEDULERS) + ([own] if own not in SCHEDULERS else [])
+        self.scheduler = w.Dropdown(options=options, value=own, description="scheduler")
         self.button = w.Button(description="Generate", button_style="primary", icon="play")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="steps done")
         self.view = w.Image(format="png", width=display_size, height=display_size)
@@ -73,9 +82,19 @@ class Playground:
     def pipeline(self):
         """The pipeline with the chosen scheduler (sharing every other component)."""
         name = self.scheduler.value
-        if type(self.pipe.scheduler).__name__ == SCHEDULERS[name]:
+        if name not in SCHEDULERS or type(self.pipe.scheduler).__name__ == SCHEDULERS[name]:
             return self.pipe
         return with_scheduler(self.pipe, name)
+
+    def _checked_settings(self):
+        """Refuse what the sliders cannot give but code can (NaN guidance, a seed too big)."""
+        guidance, seed = self.settings["guidance_scale"], self.settings["seed"]
+        if not math.isfinite(guidance):
+            raise ValueError(f"guidance={guidance}: use a number such as 7.5 (0 turns the "
+                             "guidance off)")
+        if not -2 ** 63 <= seed < 2 ** 64:
+            raise ValueError(f"seed={seed} is out of range: a seed is a whole number from 0 to "
+                             f"2**64 - 1 ({2 ** 64 - 1})")
 
     def generate(self):
         """Make an image with the controls' values; what the Generate button does."""
@@ -94,6 +113,7 @@ class Playground:
             return kwargs
 
         try:
+            self._checked_settings()
             pipe = self.pipeline()
             args = {k: v for k, v in self.settings.items() if k not in ("seed", "scheduler")}
             self.image = pipe(**args, generator=make_generator(self.settings["seed"]),
@@ -109,6 +129,36 @@ class Playground:
         self.message.value = (f"seed {self.settings['seed']}, {self.settings['scheduler']}, "
                               f"{self.settings['num_inference_steps']} steps")
         return self.image
+
+
+def _picture(image) -> Image.Image:
+    """What MaskEditor edits, as an RGB PIL image: a picture, an array, a tensor, or a path."""
+    if image is None:
+        raise TypeError("MaskEditor(image) needs a picture (a PIL image, an array, an image "
+                        "tensor, or the path of a picture file), got None")
+    if isinstance(image, str | Path):
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"MaskEditor({str(image)!r}): there is no picture file "
+                                    "there")
+        with Image.open(image) as opened:
+            image = opened.copy()
+    if not isinstance(image, Image.Image | np.ndarray) and not hasattr(image, "shape"):
+        raise TypeError(f"MaskEditor(image) needs a picture (a PIL image, an array, an image "
+                        f"tensor, or a path), got {type(image).__name__}")
+    shape = tuple(image.shape) if hasattr(image, "shape") else (image.height, image.width)
+    if 0 in shape:
+        raise ValueError(f"MaskEditor got an empty picture (shape {shape}): pass one with at "
+                         "least one pixel")
+    picture = to_pil(image)
+    if isinstance(picture, list):
+        raise ValueError(f"MaskEditor edits one picture; this is a batch of {len(picture)}: "
+                         "pass one of them (images[0])")
+    picture = picture.convert("RGB")
+    if picture.width * picture.height > MaskEditor.LARGE:
+        warnings.warn(f"the picture is {picture.width}x{picture.height}: the preview is made "
+                      "from a smaller copy, and every change of the mask is computed at full "
+                      "size; resize it first if the sliders lag", stacklevel=3)
+    return picture
 
 
 def _png(image: Image.Image) -> bytes:
@@ -131,16 +181,22 @@ class MaskEditor:
     """
 
     SHAPES = ("rectangle", "ellipse", "none")
+    # Pictures with more pixels are previewed from a copy at the preview's size, so that the
+    # sliders follow the mouse; the mask itself stays at the picture's size.
+    LARGE = 1024 * 1024
 
     def __init__(self, image, mask=None, *, shape: str = "rectangle",
                  brush: bool | str = "auto", display_size: int = 256,
                  brush_radius: int | None = None):
-        self.image = to_pil(image).convert("RGB")
+        self.image = _picture(image)
         width, height = self.image.size
         if shape not in self.SHAPES:
             raise ValueError(f"shape={shape!r}: use one of {', '.join(self.SHAPES)}")
         self.scale = display_size / max(width, height)
-        self.display = (round(width * self.scale), round(height * self.scale))
+        self.display = (max(1, round(width * self.scale)), max(1, round(height * self.scale)))
+        # What the preview is made from: the picture, or a copy at the preview's size.
+        self._preview = self.image if width * height <= self.LARGE else \
+            self.image.resize(self.display, Image.BILINEAR)
         box = dict(continuous_update=True, layout=w.Layout(width="95%"))
         self.x0 = w.IntSlider(value=width // 4, min=0, max=width, description="x0", **box)
         self.x1 = w.IntSlider(value=3 * width // 4, min=0, max=width, description="x1", **box)
@@ -174,6 +230,10 @@ class MaskEditor:
 
     def set_mask(self, mask):
         """Start from an existing mask (same size as the picture): it becomes brush strokes."""
+        if mask is None:
+            raise TypeError("set_mask(None): pass a mask at the picture's size (a PIL image, "
+                            "or an array of 0/1 or 0/255); to start over, call "
+                            "editor.clear_strokes()")
         mask = np.asarray(masks.check_mask(mask, self.image)) > 0
         with self.shape.hold_trait_notifications():
             self.shape.value = "none"
@@ -282,7 +342,10 @@ class MaskEditor:
 
     def redraw(self):
         """Refresh the preview (and the canvas) from the controls."""
-        shown = masks.overlay(self.image, self.mask).resize(self.display, Image.NEAREST)
+        mask = self.mask
+        if self._preview is not self.image:
+            mask = mask.resize(self._preview.size, Image.NEAREST)
+        shown = masks.overlay(self._preview, mask).resize(self.display, Image.NEAREST)
         self.view.value = _png(shown)
         if self.canvas is not None and getattr(self, "canvas_ready", False):
             self.canvas.put_image_data(np.asarray(shown), 0, 0)

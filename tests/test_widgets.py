@@ -120,3 +120,91 @@ def test_invert_flips_the_shape_but_brush_strokes_keep_their_meaning():
     editor.paint([(10, 10)])    # paint = repaint, even inside the inverted shape
     m = np.asarray(editor.mask) > 0
     assert m[10, 9] and not m[30, 9] and m[30, 40]
+
+
+# ----------------------------------------------- odd inputs (the bad-inputs review, section 6)
+
+
+@pytest.mark.parametrize("picture, error, words", [
+    (None, TypeError, "needs a picture .* got None"),
+    ("no/such/picture.png", FileNotFoundError, "no picture file there"),
+    (Image.new("RGB", (0, 0)), ValueError, r"empty picture \(shape \(0, 0\)\)"),
+    (np.zeros((0, 0, 3), np.uint8), ValueError, "empty picture"),
+    (12, TypeError, "got int"),
+])
+def test_mask_editor_refuses_what_is_not_a_picture(picture, error, words):
+    with pytest.raises(error, match=words):
+        MaskEditor(picture)
+
+
+def test_mask_editor_opens_a_path(tmp_path):
+    path = tmp_path / "picture.png"
+    _image().save(path)
+    for given in (path, str(path)):
+        editor = MaskEditor(given)
+        assert editor.image.size == (64, 48) and _same(editor.image, _image())
+
+
+def test_a_very_thin_picture_gets_a_preview():
+    editor = MaskEditor(Image.new("RGB", (4, 4000)), brush=False)
+    assert editor.display == (1, 256) and editor.mask.size == (4, 4000)
+
+
+def test_set_mask_none_is_explained():
+    editor = MaskEditor(_image())
+    with pytest.raises(TypeError, match=r"set_mask\(None\).*clear_strokes"):
+        editor.set_mask(None)
+
+
+def test_a_huge_picture_is_previewed_from_a_small_copy(monkeypatch):
+    """Case 6.12: the preview is made at its own size, so the sliders follow; the mask stays at
+    the picture's size, and a warning says why the brush may lag."""
+    monkeypatch.setattr(MaskEditor, "LARGE", 100 * 100)
+    with pytest.warns(UserWarning, match="the picture is 400x300"):
+        editor = MaskEditor(_image(400, 300), brush=False)
+    assert editor._preview.size == editor.display == (256, 192)
+    overlaid = []
+    real = masks.overlay
+    monkeypatch.setattr(masks, "overlay", lambda image, m: overlaid.append(image.size) or
+                        real(image, m))
+    editor.x0.value = 10
+    assert overlaid == [(256, 192)], "the overlay is drawn at the preview's size"
+    assert editor.mask.size == (400, 300)
+    assert _same(editor.mask, masks.rectangle((400, 300), 10, 300, 0, 300))
+
+
+def test_playground_needs_a_pipeline():
+    for wrong in (None, "not a pipe"):
+        with pytest.raises(TypeError, match="needs a pipeline.*sdlearn.load_pipeline"):
+            Playground(wrong)
+
+
+@pytest.mark.parametrize("control, value, words", [
+    ("guidance", float("nan"), "guidance=nan"),
+    ("seed", 2 ** 70, f"seed={2 ** 70} is out of range"),
+])
+def test_playground_refuses_values_only_code_can_set(tiny_pipe, control, value, words):
+    play = Playground(tiny_pipe)
+    play.steps.value = 1
+    getattr(play, control).value = value
+    with pytest.raises(ValueError, match=words):
+        play.generate()
+    assert words in play.message.value and not play.button.disabled
+    assert play.image is None, "no picture made with other settings than asked"
+
+
+def test_a_scheduler_sdlearn_has_no_name_for_is_shown_and_kept(tiny_pipe):
+    """Case 6.17: the dropdown names the pipe's own scheduler; generate uses it as it is."""
+    from diffusers import UniPCMultistepScheduler
+
+    pipe = with_scheduler(tiny_pipe, "ddim")
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+    play = Playground(pipe)
+    assert play.scheduler.value == "UniPCMultistepScheduler (the pipe's own)"
+    assert play.pipeline() is pipe
+    play.steps.value = 2
+    play.generate()
+    assert type(pipe.scheduler) is UniPCMultistepScheduler
+    assert "UniPCMultistepScheduler" in play.message.value
+    play.scheduler.value = "euler"
+    assert type(play.pipeline().scheduler).__name__ == "EulerDiscreteScheduler"

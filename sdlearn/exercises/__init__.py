@@ -4,6 +4,7 @@
   learner calls them as ``sdlearn.check.NAME(your_function, pipe)``);
 - ``common.py``: the registry of graders and the inputs they share;
 - ``grading.py``: how an answer is compared with the reference and its mistakes explained;
+- ``restore.py``: what a grading changed in the pipeline and its scheduler, put back;
 - ``authoring.py``: the learner notebooks (blanks) and solutions made from the authored lessons.
 
 >>> import sdlearn.check

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from ..device import make_generator
 from ..sizes import default_size
@@ -18,6 +19,7 @@ from .common import grader
 from .grading import Check, Exercise, Marker, Mistake
 
 NOT_REPEATABLE = Marker("two calls gave different results")
+OUTPUT_OBJECT = Marker("the pipeline's output object, not a picture")
 
 
 @grader
@@ -79,6 +81,9 @@ def seeded_image(pipe, steps: int = 4) -> Exercise:
     def repeatable(got, expected, args) -> bool:
         return got is not NOT_REPEATABLE
 
+    def a_picture(got, expected, args) -> bool:
+        return got is not OUTPUT_OBJECT
+
     return Exercise(
         "seeded_image", reference,
         [(pipe, "a big red circle in the center", 1, steps),
@@ -91,15 +96,23 @@ def seeded_image(pipe, steps: int = 4) -> Exercise:
                                    "number of steps"),
         ],
         checks=[Check(repeatable, "two calls with the same seed gave different images — pass "
-                                  "generator=torch.Generator('cpu').manual_seed(seed)")],
+                                  "generator=torch.Generator('cpu').manual_seed(seed)"),
+                Check(a_picture, "pipe(...) returns an output object — take its .images[0]")],
         adapt=_repeatable_array)
 
 
 def _repeatable_array(fn):
-    """Call twice: the result as an array, or NOT_REPEATABLE if the two calls differ."""
+    """Call twice: the result as an array, or NOT_REPEATABLE if the two calls differ. What is
+    not a picture (None, the pipeline's output object) is handed on after one call, for the
+    grader to name."""
 
     def twice(*args):
-        first, second = np.asarray(fn(*args)), np.asarray(fn(*args))
+        first = fn(*args)
+        if hasattr(first, "images"):
+            return OUTPUT_OBJECT
+        if not isinstance(first, Image.Image | np.ndarray) and not hasattr(first, "shape"):
+            return first
+        first, second = np.asarray(first), np.asarray(fn(*args))
         return first if np.array_equal(first, second) else NOT_REPEATABLE
 
     return twice
