@@ -18,24 +18,35 @@ PNDM lists one timestep twice (its warm-up), so the same slice keeps one more en
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import torch
 from PIL import Image
 
 from .device import randn
-from .images import to_pil
+from .images import _as_array, check_float_image, to_pil
 from .masks import check_mask, latent_mask
-from .sampling import denoise, encode_prompts, guided_noise, step_kwargs
-from .sizes import check_size
+from .sampling import (
+    _a,
+    _check_generator,
+    check_number,
+    check_steps,
+    denoise,
+    encode_prompts,
+    guided_noise,
+    step_kwargs,
+)
+from .sizes import check_large, check_size
 
 
 def check_strength(strength: float) -> float:
-    """``strength`` as a float in [0, 1], or a ``ValueError`` that says so."""
-    if not 0.0 <= float(strength) <= 1.0:
+    """``strength`` as a float in [0, 1], or an error that says so (a string is no number)."""
+    value = check_number("strength", strength)
+    if not 0.0 <= value <= 1.0:
         raise ValueError(f"strength={strength} is outside [0, 1]: it is the fraction of the "
                          "denoising schedule to run (1 runs all of it)")
-    return float(strength)
+    return value
 
 
 def img2img_timesteps(scheduler, steps: int, strength: float):
@@ -45,6 +56,7 @@ def img2img_timesteps(scheduler, steps: int, strength: float):
     img2img pipeline does.
     """
     strength = check_strength(strength)
+    steps = check_steps(steps)
     scheduler.set_timesteps(steps)
     run = min(int(steps * strength), steps)
     if run < 1:
@@ -63,54 +75,90 @@ def _one_prompt(prompt) -> None:
                          f"{type(prompt).__name__}: call once per prompt")
 
 
-def prepare_image(pipe, image) -> torch.Tensor:
+def prepare_image(pipe, image, *, allow_large: bool = False) -> torch.Tensor:
     """A picture as the VAE's input: RGB, a size that fits the VAE, values in [-1, 1].
 
-    RGBA and greyscale pictures are converted (with a warning); a size that is not a multiple
-    of the VAE factor is refused with the nearest sizes that are.
+    RGBA and greyscale pictures are converted (with a warning; 16-bit greyscale is scaled to
+    8 bits); a size that is not a multiple of the VAE factor is refused with the nearest sizes
+    that are, and one far beyond the model's unless ``allow_large``
+    (:func:`sdlearn.sizes.check_large`). A float array must hold [0, 1]; a tensor, [-1, 1].
+    A tensor with no value below 0 is refused: it looks like torchvision's [0, 1], which the VAE
+    would see washed out (a very bright picture in [-1, 1] goes in as ``sdlearn.to_pil(x)``).
     """
     if isinstance(image, torch.Tensor):
-        return _tensor_image(pipe, image)
+        return _tensor_image(pipe, image, allow_large)
     if isinstance(image, Image.Image) and image.mode != "RGB":
-        warnings.warn(f"the image was {image.mode}; converted to RGB", stacklevel=2)
-        image = image.convert("RGB")
+        scaled = " (16-bit values scaled to 8 bits)" if image.mode.startswith("I;16") else ""
+        warnings.warn(f"the image was {image.mode}; converted to RGB{scaled}", stacklevel=2)
+    elif not isinstance(image, Image.Image):
+        check_float_image(_as_array(image))
     image = to_pil(image)
+    if isinstance(image, list):
+        raise ValueError(f"prepare_image takes one picture, got {len(image)}: edit them one at "
+                         "a time")
     h, w = image.height, image.width
-    _check_size(pipe, h, w)
+    _check_image_size(pipe, h, w, allow_large)
     # The pipeline's own preprocessing: the same values as sdlearn.to_tensor (lesson 01), in
     # the same memory layout, so the VAE rounds exactly as it does inside diffusers.
     return pipe.image_processor.preprocess(image).to(pipe.device, pipe.vae.dtype)
 
 
-def _check_size(pipe, h: int, w: int) -> None:
+def _check_image_size(pipe, h: int, w: int, allow_large: bool) -> None:
+    if not h or not w:
+        raise ValueError(f"the image is {w}x{h}: it has no pixels; give a picture of the "
+                         "model's size (sdlearn.editing.crop_and_resize(image, size) makes one)")
+    check_large(pipe, h, w, allow_large=allow_large, what="the image")
     check_size(h, w, pipe.vae_scale_factor, what="the image",
                fix=" (sdlearn.editing.crop_and_resize)")
 
 
-def _tensor_image(pipe, x: torch.Tensor) -> torch.Tensor:
-    """A tensor picture in sdlearn's convention ((B,) 3, H, W in [-1, 1]), checked."""
+def _tensor_image(pipe, x: torch.Tensor, allow_large: bool = False) -> torch.Tensor:
+    """A tensor picture in sdlearn's convention ((B,) 3, H, W in [-1, 1]), checked.
+
+    A tensor with nothing below 0 is refused: it looks like a [0, 1] tensor (torchvision's
+    convention), which the VAE would see washed out. A very bright picture in [-1, 1] has no
+    value below 0 either; pass that one as a PIL image (``sdlearn.to_pil(x)``).
+    """
     x = x.unsqueeze(0) if x.dim() == 3 else x
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"a tensor image must be (3, H, W) or (B, 3, H, W), got "
                          f"{tuple(x.shape)}: latents go to the sampling loop, not here")
+    _check_image_size(pipe, *x.shape[-2:], allow_large)
+    if not len(x):
+        raise ValueError(f"the tensor image {tuple(x.shape)} holds no picture (a batch of 0)")
+    if not torch.isfinite(x).all():
+        raise ValueError("the tensor image holds NaN or infinite values: a picture needs a "
+                         "number in [-1, 1] per pixel")
     low, high = x.min().item(), x.max().item()
     if low < -1.001 or high > 1.001:
         raise ValueError(f"a tensor image holds values in [-1, 1] (sdlearn.to_tensor); this one "
                          f"spans [{low:.3g}, {high:.3g}]: from [0, 1] use x * 2 - 1, from "
                          "[0, 255] use x / 127.5 - 1")
-    _check_size(pipe, *x.shape[-2:])
+    if not x.is_floating_point():
+        raise ValueError(f"a tensor image holds floats in [-1, 1] (sdlearn.to_tensor); this one "
+                         f"is {x.dtype}: from 0/1 values use x.float() * 2 - 1")
+    if low >= 0:
+        raise ValueError(f"a tensor image holds values in [-1, 1] (sdlearn.to_tensor); this one "
+                         f"spans [{low:.3g}, {high:.3g}], nothing below 0, as a [0, 1] tensor "
+                         "(torchvision's convention) does: pass x * 2 - 1. (A very bright "
+                         "picture in [-1, 1] has nothing below 0 either: pass sdlearn.to_pil(x))")
     return x.to(pipe.device, pipe.vae.dtype)
 
 
 @torch.no_grad()
 def img2img(pipe, image, prompt: str, *, strength: float = 0.8, steps: int = 50,
             guidance_scale: float = 7.5, negative_prompt: str | None = None,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    """img2img by hand; the same latents as ``StableDiffusionImg2ImgPipeline`` at one seed."""
+            generator: torch.Generator | None = None, allow_large: bool = False) -> torch.Tensor:
+    """img2img by hand; the same latents as ``StableDiffusionImg2ImgPipeline`` at one seed.
+
+    A picture far beyond the model's size is refused unless ``allow_large``.
+    """
     _one_prompt(prompt)
+    _check_generator(generator)
+    x = prepare_image(pipe, image, allow_large=allow_large)
     timesteps = img2img_timesteps(pipe.scheduler, steps, strength)
     uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
-    init, noise = encode_image(pipe, prepare_image(pipe, image), generator)
+    init, noise = encode_image(pipe, x, generator)
     latents = pipe.scheduler.add_noise(init, noise, timesteps[:1].repeat(len(init)))
     return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator)
 
@@ -151,7 +199,7 @@ REPEATABLE_STEP = ("DDIMScheduler",)
 def inpaint(pipe, image, mask, prompt: str, *, strength: float = 1.0, steps: int = 50,
             guidance_scale: float = 7.5, negative_prompt: str | None = None,
             generator: torch.Generator | None = None, num_resamples: int = 1,
-            on_step=None) -> torch.Tensor:
+            on_step=None, allow_large: bool = False) -> torch.Tensor:
     """Inpainting by blending, with any ordinary (4-channel) UNet; returns the final latents.
 
     After every step the region to keep is put back: the picture's latents noised to the level
@@ -159,19 +207,28 @@ def inpaint(pipe, image, mask, prompt: str, *, strength: float = 1.0, steps: int
     result is noised back up and denoised again, so the new region can agree with the kept one.
     With ``num_resamples=1`` this is step for step ``StableDiffusionInpaintPipeline``.
     ``on_step(i, t, latents, noise_pred)`` is called after each blended step, as in
-    :func:`sdlearn.sampling.denoise`.
+    :func:`sdlearn.sampling.denoise`. A mask that repaints nothing gets a warning (white means
+    repaint: an all-black one, or an inverted one, keeps the whole picture).
     """
     _one_prompt(prompt)
-    if int(num_resamples) < 1:
+    strength = check_strength(strength)
+    _check_generator(generator)
+    if isinstance(num_resamples, bool) or not isinstance(num_resamples, numbers.Integral):
+        raise TypeError(f"num_resamples={num_resamples!r} is {_a(num_resamples)}: give a whole "
+                        "number, 1 (no resampling) or more")
+    if num_resamples < 1:
         raise ValueError(f"num_resamples={num_resamples}: use 1 (no resampling) or more")
     name = type(pipe.scheduler).__name__
     if num_resamples > 1 and name not in REPEATABLE_STEP:
         raise ValueError(f"num_resamples={num_resamples} repeats each step, which needs a "
                          f"scheduler whose step keeps no state; {name} does: use "
                          "sdlearn.with_scheduler(pipe, 'ddim')")
+    x = prepare_image(pipe, image, allow_large=allow_large)
     timesteps = img2img_timesteps(pipe.scheduler, steps, strength)
-    x = prepare_image(pipe, image)
-    m = latent_mask(check_mask(mask, x), pipe.vae_scale_factor).to(pipe.device, x.dtype)
+    binary_mask = check_mask(mask, x)
+    m = latent_mask(binary_mask, pipe.vae_scale_factor).to(pipe.device, x.dtype)
+    if not m.any():
+        _warn_nothing_to_repaint(binary_mask, pipe.vae_scale_factor)
     uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
     init, noise = encode_image(pipe, x, generator)
     # The pipeline copies the latents into a plain (not channels-last) layout; the same layout
@@ -201,6 +258,18 @@ def inpaint(pipe, image, mask, prompt: str, *, strength: float = 1.0, steps: int
                    on_step=put_back)
 
 
+def _warn_nothing_to_repaint(mask, factor: int) -> None:
+    if mask.getbbox() is None:
+        why = ("the mask is all black, so it keeps the whole picture and nothing is repainted "
+               "(white means repaint: was it inverted? sdlearn.masks.invert(mask))")
+    else:
+        why = (f"the mask's white pixels miss every latent cell (each {factor}x{factor} block "
+               "takes its top-left pixel, as in diffusers), so nothing is repainted: make the "
+               f"white region larger (sdlearn.masks.latent_mask(mask, {factor}) shows the cells "
+               "that are repainted)")
+    warnings.warn(why, stacklevel=2)
+
+
 def crop_and_resize(image, size: int | tuple[int, int], *, zoom: float = 1.0,
                     center: tuple[float, float] = (0.5, 0.5)) -> Image.Image:
     """Crop a picture to the aspect of ``size`` and resize it: any picture becomes a valid input.
@@ -211,7 +280,14 @@ def crop_and_resize(image, size: int | tuple[int, int], *, zoom: float = 1.0,
     (64, 64)
     """
     img = to_pil(image)
-    tw, th = (size, size) if isinstance(size, int) else size
+    sides = [size, size] if not isinstance(size, tuple | list) else list(size)
+    if len(sides) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                              or v < 1 for v in sides):
+        raise ValueError(f"size={size!r}: give a positive whole number of pixels, or a "
+                         "(width, height) pair of them, e.g. 64")
+    tw, th = (int(v) for v in sides)
+    if not img.width or not img.height:
+        raise ValueError(f"the image is {img.width}x{img.height}: it has no pixels to crop")
     if zoom < 1:
         raise ValueError(f"zoom={zoom} must be 1 or more (1 keeps the largest crop)")
     scale = min(img.width / tw, img.height / th) / zoom

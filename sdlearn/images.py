@@ -11,6 +11,7 @@ Conventions, the same as diffusers': a *tensor* image is float in [-1, 1] with s
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,13 +22,81 @@ def _is_tensor(x) -> bool:
     return type(x).__module__.startswith("torch")
 
 
+# PIL modes of 16 bits a pixel (how a 16-bit PNG opens): convert("RGB") would clip them at 255.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """A PIL image as RGB; 16-bit greyscale is scaled to 8 bits (65535 → 255), not clipped."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        grey = np.rint(np.asarray(image).astype(np.float64) / 257).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if image.mode in ("I", "F") and image.width and image.height:
+        low, high = image.getextrema()
+        if low < 0 or high > 255:
+            raise ValueError(f"the image is mode {image.mode} with values in [{low:g}, {high:g}]; "
+                             "pictures hold 0..255: scale it first, e.g. for 16 bits "
+                             "Image.fromarray((np.asarray(image) / 257).astype(np.uint8))")
+    return image.convert("RGB")
+
+
+def _as_array(image) -> np.ndarray:
+    """``image`` (not PIL, not a tensor) as an array of pixels, or an error naming the fix."""
+    if image is None or isinstance(image, str | bytes | os.PathLike):
+        what = "None" if image is None else f"a path ({image!r})"
+        fix = ": open the file first, PIL.Image.open(path)" if image is not None else ""
+        raise TypeError(f"image is {what}{fix}; an image is a PIL image, a NumPy array "
+                        "(H, W, 3) or a tensor (3, H, W) in [-1, 1]")
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"image is a {type(image).__name__} ({arr.dtype} values): give a PIL "
+                        "image, a NumPy array (H, W, 3) or a tensor (3, H, W) in [-1, 1]")
+    if arr.ndim not in (2, 3, 4) or (arr.ndim >= 3 and arr.shape[-1] not in (1, 3, 4)):
+        hint = "; from (3, H, W) use arr.transpose(1, 2, 0)" if arr.ndim == 3 and \
+            arr.shape[0] in (1, 3, 4) else ""
+        raise ValueError(f"image array has shape {arr.shape}: NumPy images are (H, W, 3) (or "
+                         f"(H, W), or a batch (N, H, W, 3)), channels last{hint}")
+    return arr
+
+
+def check_float_image(arr: np.ndarray) -> None:
+    """Refuse a float array outside [0, 1], the float convention (``to_numpy`` would clip it).
+
+    >>> check_float_image(np.full((2, 2, 3), 0.5))
+    >>> check_float_image(np.full((2, 2, 3), 200.0))
+    Traceback (most recent call last):
+    ...
+    ValueError: a float image holds values in [0, 1]; this one spans [200, 200]: from [0, 255]...
+    """
+    arr = np.asarray(arr)
+    if arr.dtype.kind != "f" or not arr.size:
+        return
+    if not np.isfinite(arr).all():
+        raise ValueError("the float image holds NaN or infinite values: a picture needs a "
+                         "number in [0, 1] per pixel")
+    low, high = float(arr.min()), float(arr.max())
+    if low >= -1e-3 and high <= 1 + 1e-3:
+        return
+    if low >= 0 and high <= 255.5:
+        fix = "from [0, 255] use x / 255 (or x.astype(np.uint8))"
+    elif low >= -1.001 and high <= 1.001:
+        fix = "from [-1, 1] use (x + 1) / 2"
+    else:
+        fix = "scale it to [0, 1] first"
+    raise ValueError(f"a float image holds values in [0, 1]; this one spans [{low:.3g}, "
+                     f"{high:.3g}]: {fix}")
+
+
 def to_numpy(image) -> np.ndarray:
     """Any image (PIL, uint8 or float array in [0, 1], tensor in [-1, 1]) → uint8 ``(H, W, 3)``.
 
-    A batch (4-D) gives ``(N, H, W, 3)``. Greyscale and RGBA PIL images are converted to RGB.
+    A batch (4-D) gives ``(N, H, W, 3)``. Greyscale and RGBA PIL images are converted to RGB;
+    16-bit ones (mode ``I;16``, as a 16-bit PNG opens) and uint16 arrays are scaled to 8 bits.
+    Floats above 1 are clipped, as matplotlib does (to show an amplified difference, say);
+    :func:`to_tensor` refuses them instead. Other integer arrays hold 0..255 (or 0/1).
     """
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(_rgb(image))
     if _is_tensor(image):
         import torch
 
@@ -38,11 +107,19 @@ def to_numpy(image) -> np.ndarray:
         arr = ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
         arr = np.moveaxis(arr, -3, -1)
         return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
+    arr = _as_array(image)
+    if arr.dtype == np.uint16:
+        arr = np.rint(arr.astype(np.float64) / 257).astype(np.uint8)
+    elif arr.dtype.kind in "iu" and arr.dtype != np.uint8 and arr.size and arr.max() > 1:
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0 or high > 255:
+            raise ValueError(f"an integer image holds values in [0, 255] (uint16: [0, 65535]); "
+                             f"this one spans [{low}, {high}]: scale it to 0..255 first")
+        arr = arr.astype(np.uint8)
+    elif arr.dtype != np.uint8:
         arr = (np.clip(arr.astype(np.float64), 0, 1) * 255).round().astype(np.uint8)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim == 2 or arr.shape[-1] == 1:
+        arr = np.repeat(arr if arr.ndim > 2 else arr[..., None], 3, axis=-1)
     if arr.shape[-1] == 4:
         arr = arr[..., :3]
     return arr
@@ -51,7 +128,7 @@ def to_numpy(image) -> np.ndarray:
 def to_pil(image) -> Image.Image | list[Image.Image]:
     """Any image → a PIL RGB image; a batch → a list of them."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return _rgb(image)
     if isinstance(image, list | tuple):
         return [to_pil(i) for i in image]
     arr = to_numpy(image)
@@ -63,7 +140,8 @@ def to_pil(image) -> Image.Image | list[Image.Image]:
 def to_tensor(image):
     """A PIL image or uint8 array → a float tensor in [-1, 1] of shape ``(1, 3, H, W)``.
 
-    This is what ``vae.encode`` takes. A list of images gives a batch.
+    This is what ``vae.encode`` takes. A list of images gives a batch. A float array must hold
+    [0, 1] (:func:`check_float_image`): one in [0, 255] is refused, not turned white.
     """
     import torch
 
@@ -74,6 +152,8 @@ def to_tensor(image):
             raise ValueError(f"to_tensor got a {image.dtype} tensor: image tensors are float in "
                              "[-1, 1]; convert a uint8 tensor with x.float() / 127.5 - 1")
         return image if image.ndim == 4 else image[None]
+    if not isinstance(image, Image.Image):
+        check_float_image(_as_array(image))
     arr = to_numpy(image).astype(np.float32) / 127.5 - 1.0
     if arr.ndim == 4:  # a batch of images, (N, H, W, 3)
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))

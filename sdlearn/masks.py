@@ -12,6 +12,7 @@ an ellipse, a scene object's box, a file) or draw one with :class:`sdlearn.widge
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from pathlib import Path
 
@@ -60,12 +61,30 @@ def _pixel_centres(size) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
+def _check_box(shape: str, size, x0, x1, y0, y1) -> None:
+    """Refuse a box given right-to-left (or bottom-to-top), or one wholly off the picture."""
+    for low, high, a, b in ((x0, x1, "x0", "x1"), (y0, y1, "y0", "y1")):
+        if low > high:
+            raise ValueError(f"{a}={low} is past {b}={high}: the corners are reversed, so the "
+                             f"{shape} would be empty; give {a} < {b}, e.g. {a}={high}, "
+                             f"{b}={low}")
+    w, h = _size(size)
+    if x0 < x1 and y0 < y1 and (x1 <= 0 or x0 >= w or y1 <= 0 or y0 >= h):
+        raise ValueError(f"the {shape} x {x0}..{x1}, y {y0}..{y1} lies outside the {w}x{h} "
+                         f"picture, so it would be empty: keep x within 0..{w} and y within "
+                         f"0..{h}")
+
+
 def rectangle(size, x0: float, x1: float, y0: float, y1: float) -> Image.Image:
     """White where ``x0 ≤ x < x1`` and ``y0 ≤ y < y1`` (pixel centres), for a ``size`` or image.
+
+    Corners given the wrong way round (``x0 > x1``), or a box wholly off the picture, are
+    refused: the mask would be empty.
 
     >>> rectangle(64, 0, 32, 0, 64).getbbox()   # the left half
     (0, 0, 32, 64)
     """
+    _check_box("rectangle", size, x0, x1, y0, y1)
     xs, ys = _pixel_centres(size)
     return _from_bool((xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1))
 
@@ -76,6 +95,7 @@ def ellipse(size, x0: float, x1: float, y0: float, y1: float) -> Image.Image:
     >>> ellipse(64, 16, 48, 16, 48).getbbox()
     (16, 16, 48, 48)
     """
+    _check_box("ellipse", size, x0, x1, y0, y1)
     xs, ys = _pixel_centres(size)
     cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
     if rx <= 0 or ry <= 0:
@@ -108,8 +128,13 @@ def binary(mask, *, threshold: int = 128) -> Image.Image:
     """``mask`` as a binary "L" image; grey values are thresholded with a warning that says so.
 
     Accepts a PIL image (RGB, RGBA and "1" are converted to grey), a 2-D array or tensor
-    (bool, 0/1 or 0/255).
+    (bool, 0/1 or 0/255). ``threshold`` is in 1..255: values at or above it repaint.
     """
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or \
+            not 1 <= threshold <= 255:
+        raise ValueError(f"threshold={threshold!r}: give a grey level in 1..255 (values at or "
+                         "above it repaint; 128 is the middle)")
+    _check_kind(mask)
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     if isinstance(mask, np.ndarray):
@@ -119,8 +144,6 @@ def binary(mask, *, threshold: int = 128) -> Image.Image:
         arr = np.asarray(arr, dtype=np.float64)
     elif isinstance(mask, Image.Image):
         arr = np.asarray(mask.convert("L"), dtype=np.float64)
-    else:
-        raise TypeError(f"mask is a {type(mask).__name__}: give a PIL image or a 2-D array")
     grey = (arr > 0) & (arr < 255)
     if grey.any():
         warnings.warn(f"the mask is not binary ({int(grey.sum())} pixels between black and "
@@ -129,8 +152,18 @@ def binary(mask, *, threshold: int = 128) -> Image.Image:
     return _from_bool(arr >= threshold)
 
 
+def _check_kind(mask) -> None:
+    if not isinstance(mask, Image.Image | np.ndarray | torch.Tensor):
+        fix = ("np.array(mask) makes one of a list" if isinstance(mask, list | tuple) else
+               "e.g. sdlearn.masks.rectangle(image, x0, x1, y0, y1)")
+        kind = "None" if mask is None else f"a {type(mask).__name__}"
+        raise TypeError(f"mask is {kind}: "
+                        f"give a PIL image (white = repaint) or a 2-D array ({fix})")
+
+
 def check_mask(mask, image) -> Image.Image:
     """``mask`` made binary, after checking that it has the size of ``image``."""
+    _check_kind(mask)
     mw, mh = _size(_as_2d(mask) if isinstance(mask, np.ndarray) else mask)
     iw, ih = _size(image)
     if (mw, mh) != (iw, ih):

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import numbers
+import warnings
 from collections.abc import Callable
 
 import torch
 
 from .device import randn
-from .sizes import check_size, default_size
+from .sizes import check_large, request_size
 from .text import tokenize
 
 
@@ -40,9 +43,12 @@ def encode_prompts(pipe, prompt: str | list[str], negative_prompt: str | list[st
     >>> uncond.shape == cond.shape, bool((uncond != cond).any())
     (True, True)
     """
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    prompts = _texts("prompt", prompt)
+    if not prompts:
+        raise ValueError("prompt is an empty list: give at least one prompt (a string)")
     negatives = negative_prompt if negative_prompt is not None else ""
-    negatives = [negatives] * len(prompts) if isinstance(negatives, str) else list(negatives)
+    negatives = [negatives] * len(prompts) if isinstance(negatives, str) else \
+        _texts("negative_prompt", negatives)
     if len(negatives) != len(prompts):
         raise ValueError(f"negative_prompt has {len(negatives)} entries for {len(prompts)} "
                          "prompts: give one per prompt, or a single string")
@@ -55,6 +61,113 @@ def encode_prompts(pipe, prompt: str | list[str], negative_prompt: str | list[st
     return embed(negatives), embed(prompts)
 
 
+def _a(value) -> str:
+    """What ``value`` is, for a message: ``None``, ``a str``, ``an int``."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
+
+
+def _texts(name: str, value) -> list[str]:
+    """``value`` as a list of strings: one string, or a list or tuple of them."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        bad = [v for v in value if not isinstance(v, str)]
+        if not bad:
+            return list(value)
+        raise TypeError(f"{name} holds {_a(bad[0])} ({bad[0]!r}): give a string, or a list of "
+                        "strings (one per picture)")
+    raise TypeError(f"{name} is {_a(value)}: give a string, or a list of strings (one per "
+                    "picture)")
+
+
+def check_number(name: str, value) -> float:
+    """``value`` as a float, or a ``TypeError`` that names the argument (a string is no number).
+
+    >>> check_number("guidance_scale", 7)
+    7.0
+    >>> check_number("strength", "0.5")
+    Traceback (most recent call last):
+    ...
+    TypeError: strength='0.5' is a str: give a number, e.g. strength=0.5
+    """
+    if isinstance(value, str | bytes | bool) or value is None:
+        example = f", e.g. {name}={value}" if isinstance(value, str) and _parses(value) else ""
+        raise TypeError(f"{name}={value!r} is {_a(value)}: give a number{example}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}={value!r} is {_a(value)}: give a number") from None
+
+
+def _parses(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_steps(steps) -> int:
+    """The number of denoising steps, a positive int, or an error that says so.
+
+    >>> check_steps(25)
+    25
+    >>> check_steps(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: steps=0: run at least 1 denoising step (25 is usual)
+    """
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+        raise TypeError(f"steps={steps!r} is {_a(steps)}: give a whole number of denoising "
+                        "steps (an int), e.g. steps=25")
+    if steps < 1:
+        raise ValueError(f"steps={steps}: run at least 1 denoising step (25 is usual)")
+    return int(steps)
+
+
+def check_guidance(guidance_scale) -> float:
+    """Refuse a guidance scale that is not a finite number ≥ 0; warn below 1, where guidance is off.
+
+    As in diffusers, any scale ≤ 1 runs one plain pass with the prompt (no unconditional
+    one), so every such scale gives the picture of ``guidance_scale=1``: 1 is the way to say
+    "no guidance", a scale below 1 gets a warning, and a negative one is refused.
+
+    >>> check_guidance(7.5), check_guidance(1)
+    (7.5, 1.0)
+    >>> check_guidance(float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: guidance_scale=nan is not a finite number: use 1 for no guidance, or more (7.5...
+    """
+    g = check_number("guidance_scale", guidance_scale)
+    if not math.isfinite(g):
+        raise ValueError(f"guidance_scale={g} is not a finite number: use 1 for no guidance, or "
+                         "more (7.5 is usual)")
+    if g < 0:
+        raise ValueError(f"guidance_scale={g} is negative: any scale of 1 or less turns guidance "
+                         "off (one plain pass with the prompt, as in diffusers), so it would not "
+                         "push away from the prompt; use 1 for no guidance, more (7.5 is usual) "
+                         "to guide, and a negative_prompt to steer away from something")
+    if g < 1:
+        warnings.warn(f"guidance_scale={g} is below 1, which turns guidance off: as in diffusers, "
+                      "any scale of 1 or less runs one plain pass with the prompt, the same "
+                      "picture as guidance_scale=1; use 1 to say so, or more (7.5 is usual) to "
+                      "guide", stacklevel=2)
+    return g
+
+
+def _check_generator(generator) -> None:
+    """``generator``: None, a ``torch.Generator``, or a list of them; a seed is named."""
+    for g in generator if isinstance(generator, list) else [generator]:
+        if g is not None and not isinstance(g, torch.Generator):
+            fix = f"sdlearn.make_generator({g})" if isinstance(g, numbers.Integral) else \
+                "sdlearn.make_generator(seed)"
+            raise TypeError(f"generator={g!r} is {_a(g)}, not a torch.Generator: pass {fix}")
+
+
 def cfg_combine(noise_uncond: torch.Tensor, noise_cond: torch.Tensor,
                 guidance_scale: float) -> torch.Tensor:
     """Classifier-free guidance: start from the unconditional prediction, move towards the
@@ -63,13 +176,22 @@ def cfg_combine(noise_uncond: torch.Tensor, noise_cond: torch.Tensor,
 
 
 def initial_latents(pipe, batch: int, height: int, width: int,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None, *,
+                    allow_large: bool = False) -> torch.Tensor:
     """The starting noise, scaled by the scheduler's ``init_noise_sigma`` (as the pipeline).
 
     ``generator`` may be one generator or a list, one per image (as ``pipe(...)`` accepts).
+    ``height`` or ``width`` ``None`` is the model's size; sizes far beyond it are refused
+    unless ``allow_large`` (:func:`sdlearn.sizes.check_large`).
     """
+    height, width = request_size(pipe, height, width)
+    check_large(pipe, height, width, allow_large=allow_large)
+    return _initial_latents(pipe, batch, height, width, generator)
+
+
+def _initial_latents(pipe, batch, height, width, generator):
     f = pipe.vae_scale_factor
-    check_size(height, width, f)
+    _check_generator(generator)
     shape = (1, pipe.unet.config.in_channels, height // f, width // f)
     generators = generator if isinstance(generator, list) else [generator] * batch
     if len(generators) != batch:
@@ -123,7 +245,10 @@ def denoise(pipe, latents: torch.Tensor, uncond: torch.Tensor, cond: torch.Tenso
 
     ``on_step(i, t, latents, noise_pred)`` is called after every step (for previews, or to
     put back the known region in inpainting) and may return replacement latents.
+    The inputs are checked first (shapes, dtype, timesteps, ``guidance_scale``), so a mistake
+    gets a message here rather than a traceback from inside the UNet.
     """
+    timesteps = _check_loop(pipe, latents, uncond, cond, timesteps, guidance_scale)
     kwargs = step_kwargs(pipe.scheduler, generator)
     for i, t in enumerate(timesteps):
         noise_pred = guided_noise(pipe, latents, t, uncond, cond, guidance_scale)
@@ -137,21 +262,80 @@ def denoise(pipe, latents: torch.Tensor, uncond: torch.Tensor, cond: torch.Tenso
 def sample(pipe, prompt: str | list[str], *, negative_prompt=None, steps: int = 25,
            guidance_scale: float = 7.5, generator: torch.Generator | None = None,
            height: int | None = None, width: int | None = None,
-           on_step: Callable | None = None) -> torch.Tensor:
-    """Text to latents by hand, step for step what ``pipe(..., output_type="latent")`` does."""
-    size = default_size(pipe)
-    height, width = height or size, width or size
+           on_step: Callable | None = None, allow_large: bool = False) -> torch.Tensor:
+    """Text to latents by hand, step for step what ``pipe(..., output_type="latent")`` does.
+
+    ``height`` and ``width`` default (``None``) to the model's own size; sizes far beyond it
+    are refused unless ``allow_large`` (:func:`sdlearn.sizes.check_large`).
+    """
+    steps = check_steps(steps)
+    height, width = request_size(pipe, height, width)
+    check_large(pipe, height, width, allow_large=allow_large)
+    _check_generator(generator)
     uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
     pipe.scheduler.set_timesteps(steps, device=pipe.device)
-    latents = initial_latents(pipe, len(cond), height, width, generator)
+    latents = _initial_latents(pipe, len(cond), height, width, generator)
     return denoise(pipe, latents, uncond, cond, pipe.scheduler.timesteps, guidance_scale,
                    generator=generator, on_step=on_step)
+
+
+def _check_loop(pipe, latents, uncond, cond, timesteps, guidance_scale):
+    """:func:`denoise`'s inputs, checked; returns ``timesteps`` as a sequence."""
+    _check_latents(latents, pipe.unet.config.in_channels, pipe.unet.dtype, "denoise",
+                   "draw them with sdlearn.sampling.initial_latents, or encode a picture with "
+                   "sdlearn.editing.encode_image")
+    guided = check_guidance(guidance_scale) > 1
+    for name, text in (("uncond", uncond), ("cond", cond)) if guided else (("cond", cond),):
+        if not isinstance(text, torch.Tensor) or text.dim() != 3:
+            shape = tuple(text.shape) if isinstance(text, torch.Tensor) else type(text).__name__
+            raise ValueError(f"{name} is {shape}: give text embeddings (batch, tokens, "
+                             "features), from sdlearn.sampling.encode_prompts(pipe, prompt)")
+        if len(text) != len(latents):
+            raise ValueError(f"{name} holds {len(text)} text embeddings for a batch of "
+                             f"{len(latents)} latents: give one per picture, e.g. "
+                             f"encode_prompts(pipe, [prompt] * {len(latents)}) (and as many "
+                             "negative prompts)")
+    if not hasattr(timesteps, "__len__"):
+        timesteps = list(timesteps)
+    if len(timesteps) == 0:
+        raise ValueError("timesteps is empty, so nothing would be denoised: call "
+                         "pipe.scheduler.set_timesteps(steps) and pass pipe.scheduler.timesteps")
+    n = getattr(pipe.scheduler.config, "num_train_timesteps", None)
+    if n is not None:
+        values = torch.as_tensor(timesteps) if isinstance(timesteps, torch.Tensor) else \
+            torch.tensor([float(t) for t in timesteps])
+        bad = values[(values < 0) | (values >= n)]
+        if len(bad):
+            raise ValueError(f"timesteps holds {bad[0].item():g}, outside 0..{n - 1} (the "
+                             f"scheduler was trained with {n} timesteps): pass "
+                             "pipe.scheduler.timesteps after pipe.scheduler.set_timesteps(steps)")
+    return timesteps
+
+
+def _check_latents(latents, channels: int, dtype, what: str, fix: str) -> None:
+    """Latents for ``what``: a 4-D tensor ``(batch, channels, h, w)`` of ``dtype``."""
+    if not isinstance(latents, torch.Tensor):
+        raise TypeError(f"{what} takes latents, a tensor (batch, {channels}, h, w); got "
+                        f"{_a(latents)}: {fix}")
+    if latents.dim() != 4 or latents.shape[1] != channels:
+        hint = (" (a picture has 3: that looks like an image, not latents)"
+                if latents.dim() == 4 and latents.shape[1] == 3 else
+                " (for one picture, latents[None])" if latents.dim() == 3 else "")
+        raise ValueError(f"{what} takes latents of shape (batch, {channels}, h, w); got "
+                         f"{tuple(latents.shape)}{hint}: {fix}")
+    if latents.dtype != dtype:
+        raise ValueError(f"the latents are {latents.dtype} but the model is {dtype}: pass "
+                         f"latents.to({dtype})")
 
 
 @torch.no_grad()
 def decode(pipe, latents: torch.Tensor):
     """Latents to PIL images: unscale, ``vae.decode``, and the pipeline's postprocessing."""
-    images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+    vae = pipe.vae
+    _check_latents(latents, vae.config.latent_channels, latents.dtype, "decode",
+                   "pass the latents from sample, img2img or inpaint (a picture tensor is "
+                   "shown with sdlearn.to_pil)")
+    images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
     return pipe.image_processor.postprocess(images, output_type="pil")
 
 
@@ -181,6 +365,9 @@ def ddim_step(scheduler, noise_pred: torch.Tensor, t, latents: torch.Tensor) -> 
     _check_epsilon_ddpm(scheduler, "ddim_step")
     if scheduler.config.get("timestep_spacing", "leading") != "leading":
         raise ValueError("ddim_step assumes timestep_spacing='leading' (Stable Diffusion's)")
+    if scheduler.num_inference_steps is None:
+        raise ValueError("ddim_step needs the scheduler's number of steps: call "
+                         "scheduler.set_timesteps(steps) first")
     t = int(t)
     prev = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
     alphas = scheduler.alphas_cumprod.to(latents.device)

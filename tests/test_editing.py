@@ -93,3 +93,101 @@ def test_crop_and_resize():
     assert (square[16, 16] == (0, 0, 255)).all() and (square[48, 48] == (255, 255, 0)).all()
     corner = np.asarray(crop_and_resize(Image.fromarray(quad), 32, zoom=3, center=(1, 0)))
     assert (np.abs(corner.astype(int) - (255, 0, 0)) <= 2).all()
+
+
+def test_sixteen_bit_and_integer_pictures_keep_their_values(tiny_pipe):
+    from sdlearn.editing import prepare_image
+
+    grey = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    eight = Image.fromarray(grey, mode="L")
+    sixteen = Image.fromarray(grey.astype(np.uint16) * 257)  # how a 16-bit PNG opens
+    assert sixteen.mode == "I;16"
+    with pytest.warns(UserWarning, match=r"was I;16; converted to RGB \(16-bit values scaled"):
+        x16 = prepare_image(tiny_pipe, sixteen)
+    with pytest.warns(UserWarning, match="was L; converted to RGB"):
+        x8 = prepare_image(tiny_pipe, eight)
+    assert torch.equal(x16, x8)  # not all white
+
+
+def test_float_arrays_must_hold_0_to_1(tiny_pipe):
+    from sdlearn.editing import prepare_image
+
+    picture = render_image(random_scene(3), 64)
+    arr = np.asarray(picture)
+    assert torch.equal(prepare_image(tiny_pipe, arr / 255), prepare_image(tiny_pipe, picture))
+    with pytest.raises(ValueError, match=r"a float image holds values in \[0, 1\]; this one "
+                                         r"spans \[40, 245\]: from \[0, 255\] use x / 255"):
+        prepare_image(tiny_pipe, arr.astype(np.float32))  # used to become all white
+    with pytest.raises(ValueError, match=r"from \[-1, 1\] use \(x \+ 1\) / 2"):
+        prepare_image(tiny_pipe, arr / 127.5 - 1)
+
+
+def test_a_0_to_1_tensor_is_refused(tiny_pipe):
+    """A tensor with nothing below 0 looks like torchvision's [0, 1]: refused, with both fixes."""
+    from sdlearn import to_pil, to_tensor
+    from sdlearn.editing import prepare_image
+
+    picture = render_image(random_scene(3), 64)
+    x = to_tensor(picture)
+    with pytest.raises(ValueError, match=r"spans \[0.157, 0.961\], nothing below 0, as a \[0, 1\] "
+                                         r"tensor \(torchvision's convention\) does: pass "
+                                         r"x \* 2 - 1\. "
+                                         r".*pass sdlearn.to_pil\(x\)"):
+        prepare_image(tiny_pipe, x * 0.5 + 0.5)
+    fixed = (x * 0.5 + 0.5) * 2 - 1
+    assert torch.allclose(prepare_image(tiny_pipe, fixed), prepare_image(tiny_pipe, x))
+    bright = Image.new("RGB", (64, 64), (250, 240, 200))  # in [-1, 1], nothing below 0
+    with pytest.raises(ValueError, match="nothing below 0"):
+        prepare_image(tiny_pipe, to_tensor(bright))
+    assert torch.equal(prepare_image(tiny_pipe, to_pil(to_tensor(bright)[0])),
+                       prepare_image(tiny_pipe, bright))  # the fix the message gives
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        prepare_image(tiny_pipe, torch.full((3, 64, 64), float("nan")))
+
+
+def test_images_that_are_not_pictures_are_named(tiny_pipe):
+    from sdlearn.editing import prepare_image
+
+    with pytest.raises(TypeError, match=r"image is None; an image is a PIL image"):
+        img2img(tiny_pipe, None, "x", steps=2)
+    with pytest.raises(TypeError, match=r"image is a path \('data/images/house.png'\): open the "
+                                        r"file first, PIL.Image.open\(path\)"):
+        img2img(tiny_pipe, "data/images/house.png", "x", steps=2)
+    with pytest.raises(ValueError, match="the image is 0x0: it has no pixels"):
+        img2img(tiny_pipe, Image.new("RGB", (0, 0)), "x", steps=2)
+    with pytest.raises(ValueError, match=r"shape \(3, 64, 64\).*arr.transpose\(1, 2, 0\)"):
+        prepare_image(tiny_pipe, np.zeros((3, 64, 64), np.uint8))
+
+
+def test_steps_strength_and_generator_are_checked(tiny_pipe):
+    image = Image.new("RGB", (64, 64), (200, 40, 90))
+    with pytest.raises(ValueError, match="steps=0: run at least 1 denoising step"):
+        img2img(tiny_pipe, image, "x", steps=0)  # used to divide by zero inside diffusers
+    with pytest.raises(TypeError, match="strength='0.5' is a str: give a number, e.g. "
+                                        "strength=0.5"):
+        img2img(tiny_pipe, image, "x", steps=2, strength="0.5")
+    with pytest.raises(TypeError, match="generator=3 is an int"):
+        img2img(tiny_pipe, image, "x", steps=2, generator=3)
+
+
+def test_a_huge_picture_is_refused_before_any_work(tiny_pipe):
+    from sdlearn.editing import prepare_image
+    from sdlearn.sizes import LargeSizeWarning
+
+    big = Image.new("RGB", (4000, 3000))  # used to run for minutes and take gigabytes
+    with pytest.raises(ValueError, match=r"the image at 4000x3000 has 500x375 latents, 2,930× "
+                                         r".*allow_large=True.*crop_and_resize\(image, 64\)"):
+        img2img(tiny_pipe, big, "x", steps=2, strength=0.5)
+    with pytest.warns(LargeSizeWarning, match="the image at 512x512 has 64x64 latents, 64×"):
+        x = prepare_image(tiny_pipe, Image.new("RGB", (512, 512)), allow_large=True)
+    assert x.shape == (1, 3, 512, 512)
+    with pytest.raises(ValueError, match="allow_large=True"):
+        prepare_image(tiny_pipe, torch.zeros(1, 3, 512, 512) - 0.5)
+
+
+def test_crop_and_resize_refuses_empty_sizes():
+    img = Image.new("RGB", (300, 200))
+    for bad in (0, (64, 0), 64.0, (64,)):
+        with pytest.raises(ValueError, match=r"size=.*: give a positive whole number of pixels"):
+            crop_and_resize(img, bad)
+    assert crop_and_resize(img, np.int64(32)).size == (32, 32)

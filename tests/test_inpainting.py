@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -160,3 +162,51 @@ def test_inpaint_bad_inputs_are_named(tiny_pipe):
         inpaint(tiny_pipe, image, rectangle(64, 0, 8, 0, 8), "x", steps=2, strength=1.5)
     with pytest.warns(MaskThresholdWarning):
         inpaint(tiny_pipe, image, Image.new("L", (64, 64), 200), "x", steps=1)
+
+
+def test_a_mask_that_repaints_nothing_is_named(tiny_pipe):
+    image = render_image(random_scene(2), 64)
+    with pytest.warns(UserWarning, match=r"the mask is all black, so it keeps the whole picture "
+                                         r"and nothing is repainted .*sdlearn.masks.invert"):
+        inpaint(tiny_pipe, image, Image.new("L", (64, 64), 0), "x", steps=1)
+    thin = rectangle(64, 0, 64, 33, 35)  # white, but no 8x8 block's top-left pixel is
+    with pytest.warns(UserWarning, match=r"the mask's white pixels miss every latent cell"):
+        inpaint(tiny_pipe, image, thin, "x", steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a good mask: not a word
+        inpaint(tiny_pipe, image, rectangle(64, 0, 32, 0, 64), "x", steps=1)
+
+
+def test_masks_and_resamples_of_the_wrong_kind_are_named(tiny_pipe):
+    image = render_image(random_scene(2), 64)
+    with pytest.raises(TypeError, match=r"mask is a list: give a PIL image \(white = repaint\) "
+                                        r"or a 2-D array \(np.array\(mask\)"):
+        inpaint(tiny_pipe, image, [[0] * 64] * 64, "x", steps=1)
+    with pytest.raises(TypeError, match=r"mask is None: .*sdlearn.masks.rectangle"):
+        inpaint(tiny_pipe, image, None, "x", steps=1)
+    mask = rectangle(64, 0, 32, 0, 64)
+    for bad in ("3", 2.0):
+        with pytest.raises(TypeError, match=f"num_resamples={bad!r} is a .*: give a whole number"):
+            inpaint(tiny_pipe, image, mask, "x", steps=1, num_resamples=bad)
+    # strength "1" used to start from the picture, not from pure noise as 1.0 does
+    with pytest.raises(TypeError, match="strength='1' is a str: give a number, e.g. strength=1"):
+        inpaint(tiny_pipe, image, mask, "x", steps=1, strength="1")
+    with pytest.raises(ValueError, match="allow_large=True"):
+        inpaint(tiny_pipe, Image.new("RGB", (1024, 1024)), rectangle(1024, 0, 8, 0, 8), "x")
+
+
+def test_boxes_and_thresholds_that_make_empty_masks_are_refused():
+    with pytest.raises(ValueError, match=r"x0=40 is past x1=10: the corners are reversed, so the "
+                                         r"rectangle would be empty; give x0 < x1, e.g. x0=10, "
+                                         r"x1=40"):
+        rectangle(64, 40, 10, 0, 64)
+    with pytest.raises(ValueError, match="y0=50 is past y1=20: .* ellipse would be empty"):
+        ellipse(64, 0, 10, 50, 20)
+    with pytest.raises(ValueError, match=r"the rectangle x 70..90, y 0..10 lies outside the "
+                                         r"64x64 picture"):
+        rectangle(64, 70, 90, 0, 10)
+    assert rectangle(64, -10, 8, 60, 80).getbbox() == (0, 60, 8, 64)  # partly off: clipped
+    assert rectangle(64, 8, 8, 0, 64).getbbox() is None  # zero width, as MaskEditor may ask
+    for bad in (300, 0):
+        with pytest.raises(ValueError, match=f"threshold={bad}: give a grey level in 1..255"):
+            binary(rectangle(64, 0, 8, 0, 8), threshold=bad)

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -71,3 +73,128 @@ def test_x0_and_ddim_helpers_refuse_sigma_schedulers(tiny_pipe):
     x = torch.zeros(1, 4, 8, 8)
     with pytest.raises(ValueError, match="pred_original_sample"):
         predicted_x0(euler, x, x, euler.timesteps[0])
+
+
+P = "a big red circle"
+
+
+def test_sizes_and_steps_are_refused_by_name(tiny_pipe):
+    for height in (0, -8):  # 0 used to mean the default silently; -8 failed inside torch
+        with pytest.raises(ValueError, match=f"height={height}: give a positive multiple of the "
+                                             r"VAE factor 8, or None for the model's size \(64\)"):
+            sample(tiny_pipe, P, steps=1, height=height)
+    with pytest.raises(TypeError, match="height=64.0 is not an int: .*height=64"):
+        sample(tiny_pipe, P, steps=1, height=64.0)
+    with pytest.raises(TypeError, match="width='64' is not an int"):
+        sample(tiny_pipe, P, steps=1, width="64")
+    for steps in (0, -2):  # 0 divided by zero in DDIM; -2 returned the starting noise
+        with pytest.raises(ValueError, match=f"steps={steps}: run at least 1 denoising step"):
+            sample(tiny_pipe, P, steps=steps)
+    with pytest.raises(TypeError, match=r"steps=2.5 is a float: .*steps=25"):
+        sample(tiny_pipe, P, steps=2.5)
+    from sdlearn.sampling import initial_latents
+
+    assert initial_latents(tiny_pipe, 1, None, 32).shape == (1, 4, 8, 4)  # None: the model's
+
+
+def test_guidance_scale_is_checked(tiny_pipe):
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match=f"guidance_scale={bad} is not a finite number: use "
+                                             "1 for no guidance"):
+            sample(tiny_pipe, P, steps=1, guidance_scale=bad)
+    with pytest.raises(ValueError, match=r"guidance_scale=-3.0 is negative: .*use 1 for no "
+                                         r"guidance.*negative_prompt"):
+        sample(tiny_pipe, P, steps=1, guidance_scale=-3.0)
+    with pytest.raises(TypeError, match="guidance_scale='7.5' is a str: give a number"):
+        sample(tiny_pipe, P, steps=1, guidance_scale="7.5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 1 is the way to say "no guidance": no warning
+        plain = sample(tiny_pipe, P, steps=2, guidance_scale=1.0, generator=make_generator(0))
+    with pytest.warns(UserWarning, match=r"guidance_scale=0.5 is below 1, which turns guidance "
+                                         r"off: .*the same picture as guidance_scale=1"):
+        low = sample(tiny_pipe, P, steps=2, guidance_scale=0.5, generator=make_generator(0))
+    assert torch.equal(low, plain)  # what the warning says
+
+
+def test_prompts_are_checked(tiny_pipe):
+    for bad, kind in ((None, "None"), (123, "an int")):
+        with pytest.raises(TypeError, match=f"prompt is {kind}: give a string, or a list"):
+            sample(tiny_pipe, bad, steps=1)
+    with pytest.raises(ValueError, match="prompt is an empty list: give at least one prompt"):
+        sample(tiny_pipe, [], steps=1)
+    with pytest.raises(TypeError, match=r"prompt holds None \(None\)"):
+        encode_prompts(tiny_pipe, [P, None])
+    with pytest.raises(TypeError, match="negative_prompt is an int"):
+        encode_prompts(tiny_pipe, P, 5)
+
+
+def test_a_seed_is_not_a_generator(tiny_pipe):
+    from sdlearn.sampling import initial_latents
+
+    with pytest.raises(TypeError, match=r"generator=42 is an int, not a torch.Generator: pass "
+                                        r"sdlearn.make_generator\(42\)"):
+        initial_latents(tiny_pipe, 1, 64, 64, 42)
+    with pytest.raises(TypeError, match="generator=7 is an int"):
+        sample(tiny_pipe, P, steps=1, generator=7)
+
+
+def test_denoise_checks_its_inputs_before_the_unet(tiny_pipe):
+    from sdlearn.sampling import denoise, initial_latents
+
+    pipe = with_scheduler(tiny_pipe, "ddim")
+    pipe.scheduler.set_timesteps(2)
+    ts = pipe.scheduler.timesteps
+    uncond, cond = encode_prompts(pipe, P)
+    latents = initial_latents(pipe, 1, 64, 64, make_generator(0))
+    two = initial_latents(pipe, 2, 64, 64, make_generator(0))
+    with pytest.raises(ValueError, match=r"uncond holds 1 text embeddings for a batch of 2 "
+                                         r"latents: .*encode_prompts\(pipe, \[prompt\] \* 2\)"):
+        denoise(pipe, two, uncond, encode_prompts(pipe, [P, P])[1], ts)
+    with pytest.raises(ValueError, match=r"denoise takes latents of shape \(batch, 4, h, w\); "
+                                         r"got \(1, 3, 8, 8\) \(a picture has 3"):
+        denoise(pipe, latents[:, :3], uncond, cond, ts)
+    with pytest.raises(ValueError, match=r"got \(4, 8, 8\) \(for one picture, latents\[None\]\)"):
+        denoise(pipe, latents[0], uncond, cond, ts)
+    with pytest.raises(ValueError, match=r"the latents are torch.float64 but the model is "
+                                         r"torch.float32: pass latents.to\(torch.float32\)"):
+        denoise(pipe, latents.double(), uncond, cond, ts)
+    with pytest.raises(ValueError, match=r"timesteps holds 1000, outside 0..999 .*"
+                                         r"set_timesteps\(steps\)"):
+        denoise(pipe, latents, uncond, cond, [1000])
+    with pytest.raises(ValueError, match="timesteps is empty, so nothing would be denoised"):
+        denoise(pipe, latents, uncond, cond, [])
+    # Good inputs, Python ints among them, run as before and without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = denoise(pipe, latents, uncond, cond, [int(t) for t in ts])
+    assert out.shape == latents.shape
+
+
+def test_decode_and_ddim_step_name_their_mistakes(tiny_pipe):
+    with pytest.raises(ValueError, match=r"decode takes latents of shape \(batch, 4, h, w\); got "
+                                         r"\(1, 3, 64, 64\) \(a picture has 3.*sdlearn.to_pil"):
+        decode(tiny_pipe, torch.zeros(1, 3, 64, 64))
+    fresh = make_scheduler("ddim", tiny_pipe.scheduler.config)
+    x = torch.zeros(1, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"ddim_step needs .*scheduler.set_timesteps\(steps\)"):
+        ddim_step(fresh, x, 981, x)
+
+
+def test_check_large_refuses_far_beyond_the_trained_size(tiny_pipe):
+    from sdlearn.sampling import initial_latents
+    from sdlearn.sizes import LargeSizeWarning, check_large
+
+    assert check_large(tiny_pipe, 256, 256) is None  # 16 times the trained area: the limit
+    with pytest.raises(ValueError, match=r"the picture at 264x256 has 33x32 latents, 16.5× "):
+        check_large(tiny_pipe, 256, 264)
+    message = (r"the picture at 2048x2048 has 256x256 latents, 1,024× the area of the 64x64 "
+               r"pictures \(8x8 latents\) the model was trained on: each UNet step does about "
+               r"1,024× the work .*the VAE takes 537 MB. Pass allow_large=True to run it anyway, "
+               r"or make it smaller \(sdlearn.editing.crop_and_resize\(image, 64\)")
+    with pytest.raises(ValueError, match=message):
+        sample(tiny_pipe, P, steps=1, height=2048, width=2048)  # refused before any work
+    with pytest.raises(ValueError, match="allow_large=True"):
+        initial_latents(tiny_pipe, 1, 2048, 2048)
+    with pytest.warns(LargeSizeWarning, match="has 256x256 latents, 1,024×"):
+        noise = initial_latents(tiny_pipe, 1, 2048, 2048, allow_large=True)
+    assert noise.shape == (1, 4, 256, 256)
