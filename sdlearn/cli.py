@@ -10,6 +10,7 @@ Bad arguments end with one line that says what is wrong, and exit code 2.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import sys
@@ -20,6 +21,11 @@ from .models import ModelNotFoundError
 from .schedulers import SCHEDULERS
 
 USAGE_ERROR = 2
+# diffusers' StableDiffusionPipeline refuses sizes that are not multiples of 8, whatever the
+# VAE factor of the model (check_inputs)
+PIPELINE_MULTIPLE = 8
+# torch.Generator.manual_seed takes -2**63 .. 2**64 - 1 (a negative seed is read modulo 2**64)
+SEEDS = range(-2**63, 2**64)
 
 
 class CommandError(Exception):
@@ -38,6 +44,8 @@ def _number(kind: type, minimum: float, word: str) -> Callable[[str], float]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {word}") from None
+        if not math.isfinite(value):  # nan passes `value < minimum`; inf makes a black image
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} must be {minimum} or more")
         return value
@@ -47,6 +55,17 @@ def _number(kind: type, minimum: float, word: str) -> Callable[[str], float]:
 
 _positive_int = _number(int, 1, "a whole number")
 _non_negative_float = _number(float, 0, "a number")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value not in SEEDS:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; give a whole number from 0 to "
+                                         f"2**64 - 1 ({2**64 - 1})")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,12 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=_positive_int, default=25,
                      help="denoising steps (default: %(default)s)")
     gen.add_argument("--guidance-scale", type=_non_negative_float, default=7.5,
-                     help="classifier-free guidance; 1 turns it off (default: %(default)s)")
-    gen.add_argument("--seed", type=int, default=None,
-                     help="the same seed gives the same image (default: a random one, printed)")
+                     help="classifier-free guidance; 1 or less turns it off: diffusers then "
+                     "runs one pass with the prompt, so 0 and 0.5 give the image of 1 "
+                     "(default: %(default)s)")
+    gen.add_argument("--seed", type=_seed, default=None,
+                     help="the same seed gives the same image on this machine (another thread "
+                     "count or machine may change a pixel by one level; default: a random "
+                     "one, printed)")
     gen.add_argument("--height", type=_positive_int, default=None,
                      help="pixels, a multiple of the VAE factor (default: the model's size)")
-    gen.add_argument("--width", type=_positive_int, default=None)
+    gen.add_argument("--width", type=_positive_int, default=None,
+                     help="pixels, a multiple of the VAE factor (default: the model's size)")
+    gen.add_argument("--allow-large", action="store_true",
+                     help="run a size far beyond the model's own (more than 16 times its area), "
+                     "which takes very long and much memory")
     gen.add_argument("--num-images", type=_positive_int, default=1,
                      help="images for the prompt, saved side by side as one grid")
     gen.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=None,
@@ -98,26 +125,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_output(output: Path) -> None:
+    """Refuse, before the model loads, an --output that cannot be written."""
+    if output.suffix.lower() != ".png":
+        raise CommandError(f"--output {output}: give a file name ending in .png")
+    if output.is_dir():
+        raise CommandError(f"--output {output} is a folder; give a file name ending in .png, "
+                           f"such as {output / 'sdlearn.png'}")
+    if not output.parent.exists():
+        raise CommandError(f"--output {output}: the folder {output.parent} does not exist")
+    if not output.parent.is_dir():
+        raise CommandError(f"--output {output}: {output.parent} is a file, not a folder")
+    existed = output.exists()
+    try:
+        with open(output, "ab"):  # appends nothing: an existing file is left as it is
+            pass
+    except OSError as error:
+        raise CommandError(f"--output {output} cannot be written ({error.strerror}); choose "
+                           "another file") from None
+    if not existed:
+        output.unlink()
+
+
+def _check_request(pipe, height: int, width: int, allow_large: bool) -> None:
+    """Refuse a size that the pipeline would refuse, or that would run for very long."""
+    import warnings
+
+    from .sizes import LargeSizeWarning, check_large, check_size
+
+    factor = pipe.vae_scale_factor
+    step = math.lcm(factor, PIPELINE_MULTIPLE)
+    if step == factor:
+        try:
+            check_size(height, width, factor, names=("--height", "--width"))
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    for flag, value in (("--height", height), ("--width", width)):
+        if value % step:  # a VAE factor of 4: the VAE takes 60, diffusers' pipeline does not
+            lower = max(step, value // step * step)
+            raise CommandError(f"{flag}={value} is not a multiple of {step}: the model's VAE "
+                               f"factor is {factor}, but diffusers' pipeline takes multiples "
+                               f"of {PIPELINE_MULTIPLE} only; use {lower} or {lower + step}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LargeSizeWarning)
+        cost = check_large(pipe, height, width, allow_large=True)
+    if cost and not allow_large:
+        raise CommandError(f"{cost}. Pass --allow-large to run it anyway, or ask for a smaller "
+                           "--height and --width")
+    if cost:
+        print(f"note: {cost}; going ahead (--allow-large)", file=sys.stderr)
+
+
 def _generate(args) -> None:
     import torch
 
     from .device import make_generator
     from .images import image_grid
     from .models import load_pipeline
-    from .sizes import check_size
+    from .sizes import default_size
     from .text import count_tokens
 
     output = Path(args.output)
-    if output.suffix.lower() != ".png":
-        raise CommandError(f"--output {output}: give a file name ending in .png")
-    if not output.parent.exists():
-        raise CommandError(f"--output {output}: the folder {output.parent} does not exist")
+    _check_output(output)
     pipe = load_pipeline(args.model, device=args.device, scheduler=args.scheduler)
-    try:
-        check_size(args.height or 0, args.width or 0, pipe.vae_scale_factor,
-                   names=("--height", "--width"))
-    except ValueError as error:
-        raise CommandError(str(error)) from None
+    # diffusers draws the model's size for *both* sides if either is missing: give it both
+    height, width = args.height or default_size(pipe), args.width or default_size(pipe)
+    _check_request(pipe, height, width, args.allow_large)
+    if args.guidance_scale < 1:
+        print(f"note: diffusers runs any --guidance-scale of 1 or less as one pass with the "
+              f"prompt and no guidance, so {args.guidance_scale:g} gives the image of 1",
+              file=sys.stderr)
     limit = pipe.tokenizer.model_max_length
     for label, text in (("prompt", args.prompt), ("negative prompt", args.negative_prompt)):
         if text and (n := count_tokens(pipe.tokenizer, text)) > limit:
@@ -127,12 +204,18 @@ def _generate(args) -> None:
     with torch.inference_mode():
         images = pipe(
             args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
-            guidance_scale=args.guidance_scale, height=args.height, width=args.width,
+            guidance_scale=args.guidance_scale, height=height, width=width,
             num_images_per_prompt=args.num_images,
-            generator=make_generator(seed),  # on the CPU: the same image on every machine
+            # a CPU generator: the same noise on every machine, so the same image here (another
+            # machine or thread count may change a pixel by one level)
+            generator=make_generator(seed),
         ).images
     picture = images[0] if len(images) == 1 else image_grid(images, rows=1)
-    picture.save(output)
+    try:
+        picture.save(output)
+    except OSError as error:  # the disk filled up, or the folder went away, while it ran
+        raise CommandError(f"--output {output} could not be written ({error}); the image is "
+                           f"lost, run it again with --seed {seed}") from None
     print(f"wrote {output} ({picture.width}×{picture.height}, seed {seed}"
           f"{'' if args.seed is not None else '; pass --seed to repeat it'})")
 
@@ -176,6 +259,11 @@ def _exercises(args) -> int:
 
     if not lessons(Path(args.notebooks)):
         raise CommandError(f"--notebooks {args.notebooks}: no lesson notebooks (NN_*.ipynb)")
+    learner = args.learner or str(Path(args.notebooks) / "learner")
+    for flag, folder in (("--learner", learner), ("--solutions", args.solutions)):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise CommandError(f"{flag} {folder} is a file; give a folder to write the "
+                               "notebooks into (it is made if it does not exist)")
     changed = write_learner_versions(Path(args.notebooks), args.learner, args.solutions,
                                      check=args.check)
     if args.check:

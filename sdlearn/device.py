@@ -2,6 +2,12 @@
 
 >>> get_device() in ("cuda", "mps", "cpu")
 True
+>>> check_device("cpu")
+device(type='cpu')
+>>> check_device("meta")
+Traceback (most recent call last):
+...
+ValueError: device='meta' holds no data (a meta tensor has a shape but no numbers), so nothing ...
 >>> make_generator(42).initial_seed()
 42
 >>> bool((randn((2, 3), make_generator(0)) == randn((2, 3), make_generator(0))).all())
@@ -23,10 +29,41 @@ def get_device() -> str:
     return "cpu"
 
 
+def check_device(device):
+    """``device`` as a ``torch.device``, refused at once (``ValueError``) unless sdlearn can
+    sample on it here: ``cpu``, ``cuda`` or ``mps`` when this machine has them, or another kind
+    this PyTorch can make tensors on. Called before any weights load.
+    """
+    import torch
+
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a device; use 'cpu', 'cuda' or 'mps'"
+                         ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but this machine has no usable CUDA GPU; use "
+                         "device='cpu' (or leave device unset to pick the best one)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' but Apple's GPU is not available here; use 'cpu'")
+    if device.type == "meta":
+        raise ValueError("device='meta' holds no data (a meta tensor has a shape but no "
+                         "numbers), so nothing can be sampled on it; use 'cpu', 'cuda' or 'mps'")
+    try:  # xla, xpu, cuda:7, ...: can this PyTorch, on this machine, put a tensor there?
+        torch.empty(0, device=device)
+    except Exception:  # NotImplementedError, AssertionError, RuntimeError, ...
+        raise ValueError(f"device={str(device)!r} cannot be used here: this PyTorch, on this "
+                         "machine, cannot make tensors on it; use 'cpu', 'cuda' or 'mps'"
+                         ) from None
+    return device
+
+
 def make_generator(seed: int, device: str = "cpu"):
     """A ``torch.Generator`` on ``device`` seeded with ``seed``: pass it as ``generator=``.
 
-    The same seed gives the same noise, so the same call gives the same image.
+    The same seed gives the same noise, so the same call gives the same image on the same
+    machine. Elsewhere, or with another number of threads, a pixel or two may differ by one
+    level: the sums inside the model are added up in another order.
     """
     import torch
 
@@ -37,7 +74,8 @@ def randn(shape, generator=None, *, device=None, dtype=None):
     """Standard normal noise of ``shape``, drawn on the generator's device, moved to ``device``.
 
     This is how diffusers draws its noise (``randn_tensor``): a CPU generator gives the same
-    numbers whatever device the model is on, so a seed means the same picture on every machine.
+    numbers whatever device the model is on, so a seed means the same noise on every machine (the
+    picture made from it can still differ in the last bit between machines and thread counts).
     Without a generator the noise is drawn on ``device`` from torch's global generator.
     """
     import torch

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import textwrap
 from pathlib import Path
 
-from .device import get_device
+from .device import check_device, get_device
 from .paths import data_path
 from .quiet import quiet_loading
 from .schedulers import SCHEDULERS, check_scheduler_name, make_scheduler
@@ -34,7 +36,8 @@ DTYPES = ("float32", "float16", "bfloat16")
 INFO_FILE = "sdlearn.json"  # sdlearn's own record inside a model folder; diffusers ignores it
 
 class ModelNotFoundError(OSError):
-    """The model asked for is neither a usable local folder nor reachable on a model hub."""
+    """The model asked for is neither a usable local folder (missing, damaged, or with pickle
+    weights only) nor reachable on a model hub. The message names the file or folder at fault."""
 
 
 def with_scheduler(pipe, name: str, pipeline_class=None):
@@ -101,29 +104,104 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def _check_device(device):
-    import torch
-
-    try:
-        device = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device={device!r} is not a device; use 'cpu', 'cuda' or 'mps'"
-                         ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but this machine has no usable CUDA GPU; use "
-                         "device='cpu' (or leave device unset to pick the best one)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device='mps' but Apple's GPU is not available here; use 'cpu'")
-    return device
-
-
 def _not_found(model: str, why: str) -> ModelNotFoundError:
     return ModelNotFoundError(
-        f"Cannot load model {model!r}: {why}. To use the embedded tiny model, call "
-        f"load_pipeline() with no model and unset ${ENV_VAR}; to use another model offline, "
-        "pass a local folder in diffusers layout (model_index.json, unet/, vae/, ...), or "
-        "download the model once while online so it is in the Hugging Face cache."
+        f"Cannot load model {model!r}: {why}. To use the embedded tiny model, give no model "
+        f"(no --model in the shell, load_pipeline() in Python) and unset ${ENV_VAR}; to use "
+        "another model offline, pass a local folder in diffusers layout (model_index.json, "
+        "unet/, vae/, ...), or download the model once while online so it is in the Hugging "
+        "Face cache."
     )
+
+
+def _damaged(model: str, why: str) -> ModelNotFoundError:
+    return ModelNotFoundError(f"Cannot load model {model!r}: {why}")
+
+
+AGAIN = "copy or download the model again"
+PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weights that only a pickle loader reads
+
+
+def _components(index: dict) -> list[str]:
+    """The components ``model_index.json`` lists that load_pipeline loads (not the checker)."""
+    return [name for name, entry in index.items()
+            if not name.startswith("_") and name != "safety_checker"
+            and isinstance(entry, list) and len(entry) == 2 and None not in entry]
+
+
+def _read_json(file: Path, model: str):
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:  # JSONDecodeError, UnicodeDecodeError, unreadable
+        why = getattr(error, "msg", None) or getattr(error, "strerror", None) or error
+        raise _damaged(model, f"{file} is not valid JSON ({why}); {AGAIN}, or mend the "
+                              "file") from None
+
+
+def _check_folder(path: Path, model: str) -> None:
+    """What a diffusers folder needs before it is loaded: a valid model_index.json, each
+    component's folder with valid JSON, and safetensors weights (never pickles only)."""
+    index = _read_json(path / "model_index.json", model)
+    if not isinstance(index, dict):
+        raise _damaged(model, f"{path / 'model_index.json'} is not a JSON object; {AGAIN}")
+    for name in _components(index):
+        folder = path / name
+        if not folder.is_dir():
+            raise _damaged(model, f"model_index.json lists the component {name!r} "
+                                  f"({index[name][1]}), but there is no folder {folder}; {AGAIN}")
+        for file in sorted(folder.glob("*.json")):
+            _read_json(file, model)
+        pickles = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLES)
+        if pickles and not any(folder.glob("*.safetensors")):
+            raise _damaged(model, f"{folder} has pickle weights only ({', '.join(pickles)}); "
+                                  "sdlearn loads safetensors weights only, because unpickling "
+                                  "a file can run any code in it. Get the model's .safetensors "
+                                  "files, or convert the pickles once, in a session you trust "
+                                  "(load with use_safetensors=False, then save_pretrained)")
+
+
+def _damaged_weights(path: Path) -> str | None:
+    """The first weights file in the folder that is not a whole safetensors file, and why."""
+    from safetensors import safe_open
+
+    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    for name in _components(index):
+        for file in sorted((path / name).glob("*.safetensors")):
+            try:
+                with safe_open(file, "pt"):
+                    pass
+            except Exception as error:  # SafetensorError: the header is cut short or garbled
+                with open(file, "rb") as f:
+                    head = f.read(4)
+                if not head:
+                    why = "it is empty (0 bytes)"
+                elif head[:1] == b"\x80" or head == b"PK\x03\x04":
+                    why = ("it is a pickle (or a torch zip file) under a .safetensors name; "
+                           "sdlearn loads safetensors weights only, and did not unpickle it")
+                else:
+                    why = f"it is cut short or garbled ({error})"
+                return f"the weights file {file} is damaged: {why}; {AGAIN}"
+    return None
+
+
+def _load_folder(path: Path, model: str, kwargs: dict):
+    from diffusers import StableDiffusionPipeline
+    from safetensors import SafetensorError
+
+    _check_folder(path, model)
+    try:
+        return StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
+    except (OSError, SafetensorError, UnicodeDecodeError) as error:
+        # diffusers names a damaged file only sometimes (a damaged text encoder: never)
+        why = _damaged_weights(path) or (
+            f"diffusers could not load it ({type(error).__name__}: {_short(error)}); sdlearn "
+            f"loads safetensors weights only; {AGAIN}")
+        raise _damaged(model, why) from error
+
+
+def _short(error: BaseException, width: int = 300) -> str:
+    """An error's text on one line, cut at a word."""
+    return textwrap.shorten(" ".join(str(error).split()), width, placeholder=" ...")
 
 
 def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None = None,
@@ -137,7 +215,9 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
       (``float32``, ``float16`` or ``bfloat16``), else float16 on CUDA and float32 elsewhere.
       ``scheduler``: a short name (``pndm ddim lms euler dpm``) to swap it.
 
-    Weights are read from safetensors files only.
+    Weights are read from safetensors files only. A folder that is damaged (a cut-short
+    weights file, broken JSON, a missing component folder) or has pickle weights only raises
+    :class:`ModelNotFoundError`, naming the file or folder.
 
     >>> pipe = load_pipeline(scheduler="euler")
     >>> pipe.scheduler.__class__.__name__
@@ -148,7 +228,7 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
     model = str(model or os.environ.get(ENV_VAR) or embedded_model_path())
     if scheduler is not None:
         check_scheduler_name(scheduler)
-    device = _check_device(device or get_device())
+    device = check_device(device or get_device())
     if dtype is None:
         dtype = _dtype_from_env() or (torch.float16 if device.type == "cuda" else torch.float32)
     elif not isinstance(dtype, torch.dtype):
@@ -161,15 +241,17 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
             if not (path / "model_index.json").is_file():
                 raise _not_found(model, f"the folder {path} has no model_index.json, so it is "
                                         "not a diffusers pipeline folder")
-            from diffusers import StableDiffusionPipeline
-
-            pipe = StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
+            pipe = _load_folder(path, model, kwargs)
+        elif path.exists():
+            raise _not_found(model, f"{path} is a file; sdlearn loads a folder in diffusers "
+                                    "layout, not a single checkpoint file")
         elif path.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1:
             raise _not_found(model, "there is no such folder, and it is not a hub id of the "
                                     "form 'owner/name'")
         else:
             pipe = _from_hub(model, kwargs)
-    pipe = pipe.to(device)
+    # float16 on the CPU runs (more slowly); diffusers' warning that it will fail is wrong
+    pipe = pipe.to(device, silence_dtype_warnings=True)
     if scheduler is not None:
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     return pipe
@@ -192,22 +274,46 @@ def _parse_dtype(name, what: str):
 
 def _from_hub(model: str, kwargs: dict):
     from diffusers import StableDiffusionPipeline
+    from safetensors import SafetensorError
 
+    # 'models/missing' may be a folder that is not there, or a hub id: say both
+    where = (f"there is no folder {model!r} in {Path.cwd()}, and as a hub id it is not in the "
+             "local Hugging Face cache")
     try:
         return StableDiffusionPipeline.from_pretrained(model, local_files_only=True, **kwargs)
-    except (OSError, ValueError) as cached_error:
+    except (OSError, ValueError, SafetensorError) as cached_error:
         if _offline():
-            raise _not_found(model, "it is not in the local Hugging Face cache and "
-                                    "HF_HUB_OFFLINE is set") from cached_error
+            raise _not_found(model, f"{where} and HF_HUB_OFFLINE is set") from cached_error
+    print(f"note: looking for {model!r} on the Hugging Face hub (it is not in the local "
+          "cache; this needs the network)", file=sys.stderr, flush=True)
     try:
         return StableDiffusionPipeline.from_pretrained(model, **kwargs)
     except Exception as error:  # connection, HTTP and missing-file errors all end here
+        offline = _network_error(error)
+        if offline is not None:
+            raise _not_found(model, f"{where}, and the hub could not be reached "
+                                    f"({type(offline).__name__}: {_short(offline, 120)}); "
+                                    "connect to the network") from error
         # The error's first lines say why: a model without safetensors weights reads
-        # differently from a refused connection.
-        detail = " ".join(str(error).split())[:300]
-        raise _not_found(model, "it is not in the local Hugging Face cache and the hub could "
-                                f"not provide it ({type(error).__name__}: {detail}); sdlearn "
-                                "loads safetensors weights only") from error
+        # differently from a missing one.
+        raise _not_found(model, f"{where}, and the hub could not provide it "
+                                f"({type(error).__name__}: {_short(error)}); sdlearn loads "
+                                "safetensors weights only") from error
+
+
+def _network_error(error: BaseException) -> BaseException | None:
+    """The innermost error in the chain that says the network could not be reached, if any."""
+    import socket
+
+    found, seen = None, set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        name = type(error).__name__
+        if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)) or name in (
+                "ConnectError", "ConnectTimeout", "ReadTimeout", "Timeout", "TimeoutException"):
+            found = error
+        error = error.__cause__ or error.__context__
+    return found
 
 
 def model_folder(pipe) -> Path | None:

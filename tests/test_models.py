@@ -163,3 +163,62 @@ def test_bad_device_and_scheduler_are_named_before_loading():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no usable CUDA GPU"):
             load_pipeline(device="cuda")
+
+
+def test_devices_sdlearn_cannot_sample_on_are_refused_before_loading():
+    # the model does not exist: the device is refused before anything is looked for
+    with pytest.raises(ValueError, match=r"device='meta' holds no data .* use 'cpu', 'cuda'"):
+        load_pipeline("/does/not/matter", device="meta")
+    with pytest.raises(ValueError, match=r"device='xla' cannot be used here"):
+        load_pipeline("/does/not/matter", device="xla")
+
+
+def test_float16_on_the_cpu_loads_without_diffusers_false_warning(small_model_dir, capfd):
+    pipe = load_pipeline(small_model_dir, device="cpu", dtype="float16")
+    assert pipe.unet.dtype == torch.float16
+    assert "cannot run with `cpu` device" not in capfd.readouterr().err
+
+
+def test_a_damaged_text_encoder_is_named(small_model_dir, tmp_path):
+    # safetensors' own error names no file, and is no OSError
+    import shutil
+
+    shutil.copytree(small_model_dir, tmp_path / "m")
+    file = tmp_path / "m" / "text_encoder" / "model.safetensors"
+    file.write_bytes(file.read_bytes()[:1000])
+    with pytest.raises(ModelNotFoundError, match=f"the weights file {file} is damaged"):
+        load_pipeline(tmp_path / "m")
+
+
+def test_a_relative_path_that_is_missing_says_both_folder_and_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError) as info:
+        load_pipeline("models/missing")
+    assert (f"there is no folder 'models/missing' in {tmp_path}, and as a hub id it is not in "
+            "the local Hugging Face cache and HF_HUB_OFFLINE is set") in str(info.value)
+
+
+def test_the_hub_is_announced_and_no_network_is_one_clear_line(monkeypatch, capsys):
+    import socket
+
+    def from_pretrained(model, local_files_only=False, **kwargs):  # never the network
+        if local_files_only:
+            raise OSError(f"{model} is not in the cache")
+        try:
+            raise socket.gaierror(-2, "Name or service not known")
+        except socket.gaierror as error:
+            raise OSError("Cannot load model: outgoing traffic has been disabled. To enable "
+                          "repo look-ups and downloads online, pass 'local_files_only=False'"
+                          ) from error
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(StableDiffusionPipeline, "from_pretrained", from_pretrained)
+    with pytest.raises(ModelNotFoundError) as info:
+        load_pipeline("someone/some-model")
+    assert capsys.readouterr().err == ("note: looking for 'someone/some-model' on the Hugging "
+                                       "Face hub (it is not in the local cache; this needs the "
+                                       "network)\n")
+    message = str(info.value)
+    assert "\n" not in message and "outgoing traffic" not in message
+    assert ("the hub could not be reached (gaierror: [Errno -2] Name or service not known); "
+            "connect to the network") in message
