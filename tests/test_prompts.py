@@ -2,9 +2,7 @@
 
 import random
 
-import numpy as np
 import pytest
-from scipy.optimize import linear_sum_assignment
 
 from sdlearn.shapes import (
     PromptNotUnderstood,
@@ -18,18 +16,7 @@ from sdlearn.shapes import (
     score_prompt,
 )
 from sdlearn.shapes.captions import vocabulary
-
-
-def _fits(reading, scene) -> bool:
-    """Each object the reading wants is a distinct object of the scene with every named value."""
-    if reading.background not in (None, scene.background):
-        return False
-    fits = np.array([[all(getattr(o, a) == v for a, v in w.named().items())
-                      for o in scene.objects] for w in reading.objects], dtype=float)
-    fits = fits.reshape(len(reading.objects), len(scene.objects))
-    rows, cols = linear_sum_assignment(-fits)
-    return len(reading.objects) <= len(scene.objects) and fits[rows, cols].sum() == len(
-        reading.objects)
+from sdlearn.shapes.diversity import fitting_object
 
 
 def test_every_loose_caption_reads_back_as_what_its_picture_shows():
@@ -40,7 +27,7 @@ def test_every_loose_caption_reads_back_as_what_its_picture_shows():
         scene = random_scene(seed)
         text = loose_caption(scene, seed)
         reading = parse_prompt(text)
-        assert _fits(reading, scene), (text, scene)
+        assert fitting_object(reading, scene) is not None, (text, scene)
         assert set(text.lower().replace(",", " ,").replace(".", " .").split()) <= words, text
         forms["prefix"] += text.lower().startswith(("a picture", "a photo", "a drawing",
                                                     "an image"))
