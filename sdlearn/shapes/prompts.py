@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .captions import PLACE_PHRASES, PREFIXES, SIZE_WORDS
+from .captions import PLACE_PHRASES, SIZE_WORDS
 from .scorer import Detection, detect
 from .world import COLORS, SHAPES
 
@@ -36,9 +36,9 @@ PLURALS = {f"{s}s": s for s in SHAPES}
 # Nouns that name an object without naming its shape.
 ANY_OBJECT = {"something": 1, "shape": 1, "object": 1, "thing": 1,
               "shapes": None, "objects": None, "things": None}
+PREFIXES = ("picture", "photo", "drawing", "image", "painting")
 # Words that carry no attribute of their own.
-# ("a picture of": the nouns of the captions' own prefixes, and "painting", which people write)
-FILLER = {"the", "of", "on", "with", "plain", "painting", *(p.split()[1] for p in PREFIXES)}
+FILLER = {"the", "of", "on", "with", "plain", *PREFIXES}
 _SIZE_OF_WORD = {w: size for size, words in SIZE_WORDS.items() for w in words}
 # Place phrases as word tuples, longest first, so "in the top left corner" beats "in the top".
 _PLACE_OF_PHRASE = dict(sorted(
