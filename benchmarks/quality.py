@@ -51,6 +51,7 @@ from sdlearn.shapes import (  # noqa: E402
     score,
     score_prompt,
 )
+from sdlearn.shapes.adherence import adherence, generate  # noqa: E402
 from sdlearn.shapes.diversity import (  # noqa: E402
     frequencies,
     picture_reading,
@@ -64,31 +65,6 @@ from sdlearn.speed import measure  # noqa: E402
 
 STEPS, GUIDANCE = 25, 7.5  # the course's default sampler settings, with the model's scheduler
 SWEEP = (1.0, 3.0, 5.0, 7.5, 10.0)
-
-
-@torch.no_grad()
-def generate(pipe, prompts, guidance: float, batch: int = 25, seed: int = 0, progress=None):
-    """One picture per prompt, the i-th from seed ``seed + i``, in batches."""
-    images = []
-    for i in range(0, len(prompts), batch):
-        chunk = prompts[i:i + batch]
-        gens = [make_generator(seed + i + j) for j in range(len(chunk))]
-        images += pipe(list(chunk), num_inference_steps=STEPS,
-                       guidance_scale=guidance, generator=gens).images
-        if progress is not None:
-            progress.update(len(chunk))
-    return images
-
-
-def adherence(pipe, scenes, guidance, progress=None):
-    images = generate(pipe, [caption(s) for s in scenes], guidance, progress=progress)
-    results = [score(img, s) for img, s in zip(images, scenes, strict=True)]
-    objects = [o for r in results for o in r.objects]
-    rates = {a: sum(getattr(o, a) for o in objects) / len(objects)
-             for a in ("color", "place", "shape", "size")}
-    rates["background"] = sum(r.background for r in results) / len(results)
-    correct = [r.correct for r in results]
-    return sum(correct) / len(correct), rates, correct
 
 
 @torch.no_grad()

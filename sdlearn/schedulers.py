@@ -8,7 +8,7 @@ same noise schedule (the config), another way to step through it.
 >>> check_scheduler_name("heun")
 Traceback (most recent call last):
 ...
-ValueError: scheduler='heun' is unknown; choose one of pndm, ddim, lms, euler, dpm
+ValueError: scheduler='heun' is unknown; choose one of pndm, ddim, lms, euler, dpm, unipc, deis
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ SCHEDULERS = {
     "ddim": "DDIMScheduler",
     "lms": "LMSDiscreteScheduler",
     "euler": "EulerDiscreteScheduler",
-    "dpm": "DPMSolverMultistepScheduler",
+    "dpm": "DPMSolverMultistepScheduler",  # DPM-Solver++ (2M): diffusers' default algorithm
+    "unipc": "UniPCMultistepScheduler",  # fewer-step solvers, compared in lesson 08
+    "deis": "DEISMultistepScheduler",
 }
 
 
@@ -47,7 +49,8 @@ def check_scheduler_name(name: str) -> str:
 
 
 def make_scheduler(name: str, config) -> object:
-    """A diffusers scheduler by short name (``pndm ddim lms euler dpm``), built from ``config``.
+    """A diffusers scheduler by short name (``pndm ddim lms euler dpm unipc deis``), built
+    from ``config``.
 
     >>> from sdlearn import load_pipeline
     >>> make_scheduler("ddim", load_pipeline().scheduler.config).__class__.__name__
