@@ -193,10 +193,12 @@ def _load_folder(path: Path, model: str, kwargs: dict):
         return StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
     except (OSError, SafetensorError, UnicodeDecodeError) as error:
         # diffusers names a damaged file only sometimes (a damaged text encoder: never)
-        why = _damaged_weights(path) or (
-            f"diffusers could not load it ({type(error).__name__}: {_short(error)}); sdlearn "
-            f"loads safetensors weights only; {AGAIN}")
-        raise _damaged(model, why) from error
+        damaged = _damaged_weights(path)
+        if damaged:  # the file and why are named: diffusers' traceback would only bury that
+            raise _damaged(model, damaged) from None
+        raise _damaged(model, f"diffusers could not load it ({type(error).__name__}: "
+                              f"{_short(error)}); sdlearn loads safetensors weights only; "
+                              f"{AGAIN}") from error
 
 
 def _short(error: BaseException, width: int = 300) -> str:
@@ -213,7 +215,7 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
       else the embedded tiny model.
     - ``device``: default :func:`get_device`. ``dtype``: default ``$SDLEARN_DTYPE`` if set
       (``float32``, ``float16`` or ``bfloat16``), else float16 on CUDA and float32 elsewhere.
-      ``scheduler``: a short name (``pndm ddim lms euler dpm``) to swap it.
+      ``scheduler``: a short name (``pndm ddim lms euler dpm unipc deis``) to swap it.
 
     Weights are read from safetensors files only. A folder that is damaged (a cut-short
     weights file, broken JSON, a missing component folder) or has pickle weights only raises
@@ -279,6 +281,9 @@ def _from_hub(model: str, kwargs: dict):
     # 'models/missing' may be a folder that is not there, or a hub id: say both
     where = (f"there is no folder {model!r} in {Path.cwd()}, and as a hub id it is not in the "
              "local Hugging Face cache")
+    # Whether the hub's name resolves is found out meanwhile: even a look in the cache may
+    # wait for the network (huggingface_hub fetches a registry for its user agent).
+    lookup = None if _offline() else _in_background(_hub_unreachable)
     try:
         return StableDiffusionPipeline.from_pretrained(model, local_files_only=True, **kwargs)
     except (OSError, ValueError, SafetensorError) as cached_error:
@@ -286,19 +291,65 @@ def _from_hub(model: str, kwargs: dict):
             raise _not_found(model, f"{where} and HF_HUB_OFFLINE is set") from cached_error
     print(f"note: looking for {model!r} on the Hugging Face hub (it is not in the local "
           "cache; this needs the network)", file=sys.stderr, flush=True)
+    unreachable = lookup()
+    if unreachable is not None:  # the hub's client would retry for about 40 s without a word
+        raise _no_network(model, where, unreachable) from None
     try:
         return StableDiffusionPipeline.from_pretrained(model, **kwargs)
     except Exception as error:  # connection, HTTP and missing-file errors all end here
         offline = _network_error(error)
         if offline is not None:
-            raise _not_found(model, f"{where}, and the hub could not be reached "
-                                    f"({type(offline).__name__}: {_short(offline, 120)}); "
-                                    "connect to the network") from error
+            raise _no_network(model, where, offline) from error
         # The error's first lines say why: a model without safetensors weights reads
         # differently from a missing one.
         raise _not_found(model, f"{where}, and the hub could not provide it "
                                 f"({type(error).__name__}: {_short(error)}); sdlearn loads "
                                 "safetensors weights only") from error
+
+
+def _no_network(model: str, where: str, error: BaseException) -> ModelNotFoundError:
+    return _not_found(model, f"{where}, and the hub could not be reached "
+                             f"({type(error).__name__}: {_short(error, 120)}); connect to the "
+                             "network")
+
+
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _in_background(fn):
+    """Start ``fn()`` in a thread; the function returned waits for it and gives its result."""
+    import threading
+
+    result = []
+    thread = threading.Thread(target=lambda: result.append(fn()), daemon=True)
+    thread.start()
+
+    def wait():
+        thread.join()
+        return result[0] if result else None
+
+    return wait
+
+
+def _hub_unreachable() -> BaseException | None:
+    """The error of one look-up of the hub's host name when it fails (no network, no DNS), so
+    that sdlearn can say so at once; None when the name resolves, or when a proxy (which
+    resolves names itself) is set."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname
+    if not host or any(os.environ.get(name) for name in PROXY_VARS):
+        return None
+    try:
+        socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        return error
+    except Exception:  # anything else is left to the hub's client to report
+        return None
+    return None
 
 
 def _network_error(error: BaseException) -> BaseException | None:

@@ -156,8 +156,9 @@ def _picture(image) -> Image.Image:
     picture = picture.convert("RGB")
     if picture.width * picture.height > MaskEditor.LARGE:
         warnings.warn(f"the picture is {picture.width}x{picture.height}: the preview is made "
-                      "from a smaller copy, and every change of the mask is computed at full "
-                      "size; resize it first if the sliders lag", stacklevel=3)
+                      "from a smaller copy, but the mask is kept at full size, so moving a "
+                      "slider can take a moment; resize the picture first if that lags",
+                      stacklevel=3)
     return picture
 
 
@@ -301,21 +302,29 @@ class MaskEditor:
     def paint(self, points, *, radius: float | None = None, erase: bool | None = None):
         """Draw a stroke through ``points`` (image pixels): discs along each segment.
 
-        ``erase`` defaults to the brush mode; ``radius`` to the brush slider.
+        ``erase`` defaults to the brush mode; ``radius`` to the brush slider. Only the pixels
+        within ``radius`` of a segment's box are looked at, so a stroke on a huge picture costs
+        what the stroke covers, not the whole picture (case 6.12 of the bad-inputs review).
         """
         radius = float(radius if radius is not None else self.brush_radius.value)
         erase = self.brush_mode.value == "erase" if erase is None else erase
         h, w_ = self.strokes.shape
-        ys, xs = np.mgrid[0:h, 0:w_].astype(np.float64) + 0.5
-        hit = np.zeros((h, w_), dtype=bool)
         points = [tuple(map(float, p)) for p in points]
         for (ax, ay), (bx, by) in zip(points, points[1:] or points, strict=False):
+            # the segment's box, grown by the radius: no pixel centre outside it is within reach
+            x_lo, x_hi = (max(0, math.floor(min(ax, bx) - radius)),
+                          min(w_, math.ceil(max(ax, bx) + radius) + 1))
+            y_lo, y_hi = (max(0, math.floor(min(ay, by) - radius)),
+                          min(h, math.ceil(max(ay, by) + radius) + 1))
+            if x_lo >= x_hi or y_lo >= y_hi:
+                continue  # the segment lies off the picture
+            ys, xs = np.mgrid[y_lo:y_hi, x_lo:x_hi].astype(np.float64) + 0.5
             dx, dy = bx - ax, by - ay
             length2 = dx * dx + dy * dy
             t = 0.0 if length2 == 0 else np.clip(((xs - ax) * dx + (ys - ay) * dy) / length2,
                                                  0, 1)
-            hit |= (xs - ax - t * dx) ** 2 + (ys - ay - t * dy) ** 2 <= radius ** 2
-        self.strokes[hit] = -1 if erase else 1
+            hit = (xs - ax - t * dx) ** 2 + (ys - ay - t * dy) ** 2 <= radius ** 2
+            self.strokes[y_lo:y_hi, x_lo:x_hi][hit] = -1 if erase else 1
         self.redraw()
 
     def clear_strokes(self):
@@ -327,24 +336,42 @@ class MaskEditor:
     @property
     def mask(self) -> Image.Image:
         """The mask: binary "L", the picture's size, white (255) = repaint."""
+        return Image.fromarray(np.where(self._painted(), 255, 0).astype(np.uint8), mode="L")
+
+    def _shape_mask(self) -> np.ndarray:
+        """The sliders' shape as booleans at the picture's size (True = repaint); kept until a
+        slider changes, so that brush strokes on a huge picture do not make it again."""
         width, height = self.image.size
         lo_x, hi_x = sorted((self.x0.value, self.x1.value))
         lo_y, hi_y = sorted((self.y0.value, self.y1.value))
-        if self.shape.value == "none":
-            base = np.zeros((height, width), dtype=bool)
-        else:
-            make = masks.rectangle if self.shape.value == "rectangle" else masks.ellipse
-            base = np.asarray(make(self.image, lo_x, hi_x, lo_y, hi_y)) > 0
-        if self.invert.value:  # the shape's inside is kept; brush strokes still mean what
-            base = ~base       # they say (paint = repaint, erase = keep)
-        painted = (base | (self.strokes > 0)) & ~(self.strokes < 0)
-        return Image.fromarray(np.where(painted, 255, 0).astype(np.uint8), mode="L")
+        key = (self.shape.value, self.invert.value, lo_x, hi_x, lo_y, hi_y)
+        if getattr(self, "_shape_key", None) != key:
+            if self.shape.value == "none":
+                base = np.zeros((height, width), dtype=bool)
+            else:
+                make = masks.rectangle if self.shape.value == "rectangle" else masks.ellipse
+                base = np.asarray(make(self.image, lo_x, hi_x, lo_y, hi_y)) > 0
+            if self.invert.value:  # the shape's inside is kept; brush strokes still mean what
+                base = ~base       # they say (paint = repaint, erase = keep)
+            self._shape_key, self._shape = key, base
+        return self._shape
+
+    def _painted(self, rows=slice(None), cols=slice(None)) -> np.ndarray:
+        """The mask as booleans, at the picture's pixels ``rows`` × ``cols`` (all by default)."""
+        base = self._shape_mask()[rows][:, cols]
+        strokes = self.strokes[rows][:, cols]
+        return (base | (strokes > 0)) & ~(strokes < 0)
 
     def redraw(self):
         """Refresh the preview (and the canvas) from the controls."""
-        mask = self.mask
-        if self._preview is not self.image:
-            mask = mask.resize(self._preview.size, Image.NEAREST)
+        if self._preview is self.image:
+            mask = self.mask
+        else:  # the mask at the preview's pixels only: the nearest picture pixel of each
+            (w_, h), (pw, ph) = self.image.size, self._preview.size
+            cols = np.minimum(((np.arange(pw) + 0.5) * w_ / pw).astype(int), w_ - 1)
+            rows = np.minimum(((np.arange(ph) + 0.5) * h / ph).astype(int), h - 1)
+            mask = Image.fromarray(np.where(self._painted(rows, cols), 255, 0).astype(np.uint8),
+                                   mode="L")
         shown = masks.overlay(self._preview, mask).resize(self.display, Image.NEAREST)
         self.view.value = _png(shown)
         if self.canvas is not None and getattr(self, "canvas_ready", False):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
-from sdlearn import ModelNotFoundError, is_shapes_model, load_pipeline, make_generator
+from sdlearn import ModelNotFoundError, is_shapes_model, load_pipeline, make_generator, models
 from sdlearn.architectures import build_pipeline
 from sdlearn.models import (
     DTYPE_VAR,
@@ -186,8 +186,10 @@ def test_a_damaged_text_encoder_is_named(small_model_dir, tmp_path):
     shutil.copytree(small_model_dir, tmp_path / "m")
     file = tmp_path / "m" / "text_encoder" / "model.safetensors"
     file.write_bytes(file.read_bytes()[:1000])
-    with pytest.raises(ModelNotFoundError, match=f"the weights file {file} is damaged"):
+    with pytest.raises(ModelNotFoundError, match=f"the weights file {file} is damaged") as info:
         load_pipeline(tmp_path / "m")
+    # case 1.30 through the API: one error, not diffusers' 20-line traceback chained before it
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 def test_a_relative_path_that_is_missing_says_both_folder_and_hub(tmp_path, monkeypatch):
@@ -213,6 +215,7 @@ def test_the_hub_is_announced_and_no_network_is_one_clear_line(monkeypatch, caps
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(StableDiffusionPipeline, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(models, "_hub_unreachable", lambda: None)  # the name resolves
     with pytest.raises(ModelNotFoundError) as info:
         load_pipeline("someone/some-model")
     assert capsys.readouterr().err == ("note: looking for 'someone/some-model' on the Hugging "
@@ -222,3 +225,49 @@ def test_the_hub_is_announced_and_no_network_is_one_clear_line(monkeypatch, caps
     assert "\n" not in message and "outgoing traffic" not in message
     assert ("the hub could not be reached (gaierror: [Errno -2] Name or service not known); "
             "connect to the network") in message
+
+
+@pytest.mark.parametrize("proxy, dns, fails_at_once", [
+    (None, "fails", True),        # no network: one look-up says so (case 9.4: 38 s before)
+    (None, "resolves", False),    # a network: the hub's client is asked
+    ("http://proxy:3128", "fails", False),  # a proxy resolves names itself: not looked up
+])
+def test_no_network_for_a_hub_id_fails_at_once(monkeypatch, capsys, proxy, dns, fails_at_once):
+    """Case 9.4: with HF_HUB_OFFLINE unset and no DNS, the hub's client retries for about 40 s;
+    one look-up of the hub's host name finds that first, with the same clear message."""
+    import socket
+
+    looked_up, asked = [], []
+
+    def getaddrinfo(host, *args, **kwargs):
+        looked_up.append(host)
+        if dns == "fails":
+            raise socket.gaierror(-3, "Temporary failure in name resolution")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", 443))]
+
+    def from_pretrained(model, local_files_only=False, **kwargs):
+        if local_files_only:
+            raise OSError(f"{model} is not in the cache")
+        asked.append(model)
+        raise OSError("the hub's answer")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    for name in models.PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    if proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(StableDiffusionPipeline, "from_pretrained", from_pretrained)
+    with pytest.raises(ModelNotFoundError) as info:
+        load_pipeline("someone/some-model")
+    assert looked_up == ([] if proxy else ["huggingface.co"])
+    assert asked == ([] if fails_at_once else ["someone/some-model"])
+    message = str(info.value)
+    if fails_at_once:
+        assert ("as a hub id it is not in the local Hugging Face cache, and the hub could not be "
+                "reached (gaierror: [Errno -3] Temporary failure in name resolution); connect "
+                "to the network") in message
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+    else:
+        assert "the hub could not provide it (OSError: the hub's answer)" in message
+    assert "looking for 'someone/some-model' on the Hugging Face hub" in capsys.readouterr().err

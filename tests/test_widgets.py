@@ -173,6 +173,75 @@ def test_a_huge_picture_is_previewed_from_a_small_copy(monkeypatch):
     assert _same(editor.mask, masks.rectangle((400, 300), 10, 300, 0, 300))
 
 
+def test_on_a_huge_picture_the_preview_shows_the_mask_without_remaking_it(monkeypatch):
+    """Case 6.12 (the brush lagged): the preview samples the mask at its own pixels, and a
+    brush stroke does not make the sliders' shape again; the mask itself is unchanged."""
+    monkeypatch.setattr(MaskEditor, "LARGE", 100 * 100)
+    with pytest.warns(UserWarning, match="the mask is kept at full size"):
+        editor = MaskEditor(_image(400, 300), shape="ellipse", brush=False)
+    editor.x0.value, editor.x1.value = 37, 211
+    shown = []
+    real_overlay, real_ellipse = masks.overlay, masks.ellipse
+    made = []
+    monkeypatch.setattr(masks, "overlay", lambda image, m: shown.append(m) or
+                        real_overlay(image, m))
+    monkeypatch.setattr(masks, "ellipse", lambda *a: made.append(a) or real_ellipse(*a))
+    editor.paint([(300, 40), (390, 290)], radius=9)
+    editor.paint([(100, 150)], radius=30, erase=True)
+    assert made == [], "a brush stroke made the ellipse again"
+    expected = np.asarray(real_ellipse((400, 300), 37, 211, 0, 300)) > 0
+    expected |= _painted_everywhere((400, 300), [(300, 40), (390, 290)], 9)
+    expected &= ~_painted_everywhere((400, 300), [(100, 150)], 30)
+    assert _same(editor.mask, np.where(expected, 255, 0).astype(np.uint8))
+    assert len(shown) == 2 and shown[-1].size == (256, 192)
+    assert _same(shown[-1], editor.mask.resize((256, 192), Image.NEAREST))
+    editor.x1.value = 250  # a slider does make it again
+    assert len(made) == 1
+    assert _same(shown[-1], editor.mask.resize((256, 192), Image.NEAREST))
+
+
+def _painted_everywhere(size, points, radius):
+    """The brush's pixels worked out over the whole picture, as paint() did before case 6.12."""
+    w_, h = size
+    ys, xs = np.mgrid[0:h, 0:w_].astype(np.float64) + 0.5
+    hit = np.zeros((h, w_), dtype=bool)
+    for (ax, ay), (bx, by) in zip(points, points[1:] or points, strict=False):
+        dx, dy = bx - ax, by - ay
+        length2 = dx * dx + dy * dy
+        t = 0.0 if length2 == 0 else np.clip(((xs - ax) * dx + (ys - ay) * dy) / length2, 0, 1)
+        hit |= (xs - ax - t * dx) ** 2 + (ys - ay - t * dy) ** 2 <= radius ** 2
+    return hit
+
+
+@pytest.mark.parametrize("points, radius", [
+    ([(10, 10)], 2),                         # a dab
+    ([(10.5, 10.5)], 3.5),                   # off the pixel grid
+    ([(5, 5), (50, 30), (20, 40)], 4),       # a stroke of two segments, back and forth
+    ([(0, 0)], 6),                           # at a corner: the box is cut at the picture's edge
+    ([(63.9, 47.9), (70, 60)], 3),           # running off the far corner
+    ([(-20, -20), (-10, -5)], 2),            # wholly off the picture: nothing
+    ([(-10, 24), (80, 24)], 1),              # across the whole picture
+])
+def test_a_brush_stroke_looks_only_near_itself(monkeypatch, points, radius):
+    """Case 6.12 (brush lag on huge pictures): each segment is worked out in its own box, and
+    that box gives exactly the pixels of the whole-picture computation."""
+    editor = MaskEditor(_image(), shape="none", brush=False)
+    grids = []
+    real = np.mgrid
+    monkeypatch.setattr(np, "mgrid", type("Grid", (), {"__getitem__": lambda _, key: grids.append(
+        tuple(s.stop - s.start for s in key)) or real[key]})())
+    editor.paint(points, radius=radius)
+    monkeypatch.undo()
+    painted = np.asarray(editor.mask) > 0
+    assert np.array_equal(painted, _painted_everywhere((64, 48), points, radius))
+    segments = list(zip(points, points[1:] or points, strict=False))
+    reach_h = max(abs(b[1] - a[1]) for a, b in segments) + 2 * radius + 2
+    reach_w = max(abs(b[0] - a[0]) for a, b in segments) + 2 * radius + 2
+    assert len(grids) <= len(segments)
+    assert all(h <= reach_h and w_ <= reach_w for h, w_ in grids), \
+        f"grids {grids}: each should be a segment's box, not the picture"
+
+
 def test_playground_needs_a_pipeline():
     for wrong in (None, "not a pipe"):
         with pytest.raises(TypeError, match="needs a pipeline.*sdlearn.load_pipeline"):
@@ -194,17 +263,22 @@ def test_playground_refuses_values_only_code_can_set(tiny_pipe, control, value, 
 
 
 def test_a_scheduler_sdlearn_has_no_name_for_is_shown_and_kept(tiny_pipe):
-    """Case 6.17: the dropdown names the pipe's own scheduler; generate uses it as it is."""
-    from diffusers import UniPCMultistepScheduler
+    """Case 6.17: the dropdown names the pipe's own scheduler; generate uses it as it is.
+    (The probe used UniPC, which sdlearn now lists; Heun it does not.)"""
+    from diffusers import HeunDiscreteScheduler
+
+    from sdlearn.schedulers import SCHEDULERS
+
+    assert "HeunDiscreteScheduler" not in SCHEDULERS.values()
 
     pipe = with_scheduler(tiny_pipe, "ddim")
-    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.scheduler = HeunDiscreteScheduler.from_config(pipe.scheduler.config)
     play = Playground(pipe)
-    assert play.scheduler.value == "UniPCMultistepScheduler (the pipe's own)"
+    assert play.scheduler.value == "HeunDiscreteScheduler (the pipe's own)"
     assert play.pipeline() is pipe
     play.steps.value = 2
     play.generate()
-    assert type(pipe.scheduler) is UniPCMultistepScheduler
-    assert "UniPCMultistepScheduler" in play.message.value
+    assert type(pipe.scheduler) is HeunDiscreteScheduler
+    assert "HeunDiscreteScheduler" in play.message.value
     play.scheduler.value = "euler"
     assert type(play.pipeline().scheduler).__name__ == "EulerDiscreteScheduler"
