@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 
@@ -57,3 +58,14 @@ def plain_model_dir(tmp_path_factory, small_arch):
     pipe.vae.register_to_config(scaling_factor=0.37)
     pipe.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """``time.perf_counter`` that moves only when told: timings exact on a busy machine too."""
+    now = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+
+    def advance(seconds):
+        now[0] += seconds
+    return advance

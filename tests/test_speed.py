@@ -13,17 +13,6 @@ from sdlearn.speed import timing
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def fake_clock(monkeypatch):
-    """``time.perf_counter`` that moves only when told: timings exact on a busy machine too."""
-    now = [0.0]
-    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
-
-    def advance(seconds):
-        now[0] += seconds
-    return advance
-
-
 def test_measure_separates_the_first_call_and_takes_the_median(fake_clock):
     durations = iter([0.12, 0.01, 0.05, 0.01])
 

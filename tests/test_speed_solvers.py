@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,17 +17,6 @@ from sdlearn.shapes.adherence import standard_error
 from sdlearn.speed import threads as threads_module
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def fake_clock(monkeypatch):
-    """``time.perf_counter`` that moves only when told: timings exact on a busy machine too."""
-    now = [0.0]
-    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
-
-    def advance(seconds):
-        now[0] += seconds
-    return advance
 
 
 class FakePipe:
