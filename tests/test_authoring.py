@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -10,11 +11,29 @@ from sdlearn.exercises.authoring import (
     BEGIN,
     BLANK,
     END,
+    authored_markdown,
+    learner_markdown,
     learner_source,
+    lessons,
     make_learner,
     make_solution,
+    result_blocks,
     solution_source,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
+
+READING = """Run the cell.
+<!-- BEGIN RESULT: Which cell does *square* attend to most? -->
+*square* sends 24% of its attention to its own cell.
+
+That is 1.7 times its share.
+<!-- END RESULT -->
+<!-- BEGIN RESULT -->
+Two of the five fell apart.
+<!-- END RESULT -->
+Then go on.
+"""
 
 SOLVED = f"""def double(x):
     {BEGIN}
@@ -119,3 +138,46 @@ def test_exercises_names_the_notebook_and_cell_of_a_bad_marker(lessons_dir, caps
 def test_exercises_refuses_a_folder_without_lessons(tmp_path, capsys):
     assert main(["exercises", "--notebooks", str(tmp_path)]) == 2
     assert "no lesson notebooks" in capsys.readouterr().err
+
+
+def test_a_result_block_becomes_what_to_look_for_in_the_learner_version():
+    assert learner_markdown(READING) == ("Run the cell.\nWhich cell does *square* attend to "
+                                         "most?\nThen go on.\n")
+    assert authored_markdown(READING) == ("Run the cell.\n*square* sends 24% of its attention "
+                                          "to its own cell.\n\nThat is 1.7 times its share.\n"
+                                          "Two of the five fell apart.\nThen go on.\n")
+    assert result_blocks(READING) == ["*square* sends 24% of its attention to its own cell.\n\n"
+                                      "That is 1.7 times its share.\n",
+                                      "Two of the five fell apart.\n"]
+    nb = _notebook("x = 1\n")
+    nb["cells"][0]["source"] = READING.splitlines(keepends=True)
+    assert make_learner(nb)["cells"][0]["source"] == learner_markdown(READING)
+    assert make_solution(nb)["cells"][0]["source"] == authored_markdown(READING)
+
+
+@pytest.mark.parametrize("source, error", [
+    ("<!-- BEGIN RESULT: a -->\n<!-- BEGIN RESULT: b -->\n", "line 2: BEGIN RESULT inside"),
+    ("a\n<!-- END RESULT -->\n", "line 2: <!-- END RESULT --> without a BEGIN RESULT"),
+    ("a\n<!-- BEGIN RESULT: b -->\nc\n", "line 2: BEGIN RESULT without <!-- END RESULT -->"),
+])
+def test_unbalanced_result_markers_are_refused_with_their_line(source, error):
+    with pytest.raises(ValueError, match="^" + re.escape(error)):
+        learner_markdown(source)
+    nb = _notebook("x = 1\n")
+    nb["cells"][0]["source"] = source
+    with pytest.raises(ValueError, match="^markdown cell 0, " + re.escape(error)):
+        make_learner(nb)
+
+
+@pytest.mark.parametrize("lesson", lessons(ROOT / "notebooks"), ids=lambda p: p.stem)
+def test_learner_versions_keep_no_result_the_lesson_hides(lesson):
+    authored = json.loads(lesson.read_text())
+    learner = json.loads((ROOT / "notebooks" / "learner" / lesson.name).read_text())
+    learner_text = "".join("".join(c["source"]) for c in learner["cells"]
+                           if c["cell_type"] == "markdown")
+    assert "BEGIN RESULT" not in learner_text and "END RESULT" not in learner_text
+    for cell in authored["cells"]:
+        if cell["cell_type"] == "markdown":
+            for block in result_blocks(cell["source"]):
+                for line in filter(None, (raw.strip() for raw in block.splitlines())):
+                    assert line not in learner_text, f"the learner copy reads: {line!r}"

@@ -5,6 +5,22 @@ is written complete, its solution between two marker lines. In the learner's ver
 from BEGIN to END become one ``raise NotImplementedError(...)`` at the same indentation, and
 every output is cleared. In the solutions the marker lines are simply dropped.
 
+Markdown that reads results the learner is about to produce (a measured share, which pictures
+failed) is wrapped in a RESULT block; the learner's version shows, in its place, the text of
+the opening line — what to look for instead of what was found:
+
+>>> text = '''Look at the maps.
+... <!-- BEGIN RESULT: Which cell gets most of the attention of *square*? -->
+... *square* sends 24% of its attention to the square's cell.
+... <!-- END RESULT -->
+... '''
+>>> print(learner_markdown(text), end="")
+Look at the maps.
+Which cell gets most of the attention of *square*?
+>>> print(authored_markdown(text), end="")
+Look at the maps.
+*square* sends 24% of its attention to the square's cell.
+
 >>> cell = '''def scale_latents(latents, vae):
 ...     ### BEGIN SOLUTION
 ...     return latents * vae.config.scaling_factor
@@ -36,6 +52,8 @@ from pathlib import Path
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 BLANK = 'raise NotImplementedError("Exercise: write your code here")'
+RESULT_BEGIN = re.compile(r"^[ \t]*<!--\s*BEGIN RESULT:?(.*?)-->[ \t]*$")
+RESULT_END = re.compile(r"^[ \t]*<!--\s*END RESULT\s*-->[ \t]*$")
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 
 
@@ -84,9 +102,70 @@ def solution_blocks(source) -> list[str]:
                                             text, flags=re.S | re.M)]
 
 
-def _transform(nb: dict, code, clear: bool) -> dict:
+def _markdown(source, learner: bool) -> str:
+    out, begun = [], None  # begun: the line number of the open BEGIN RESULT
+    for number, line in enumerate(_lines(source), start=1):
+        bare = line.rstrip("\n")
+        opening, closing = RESULT_BEGIN.match(bare), RESULT_END.match(bare)
+        if opening:
+            if begun:
+                raise ValueError(f"line {number}: BEGIN RESULT inside the block begun at line "
+                                 f"{begun}: close it with <!-- END RESULT --> first")
+            begun = number
+            instead = opening.group(1).strip()
+            if learner and instead:
+                out.append(instead + "\n")
+        elif closing:
+            if not begun:
+                raise ValueError(f"line {number}: <!-- END RESULT --> without a BEGIN RESULT "
+                                 "before it")
+            begun = None
+        elif not (learner and begun):
+            out.append(line)
+    if begun:
+        raise ValueError(f"line {begun}: BEGIN RESULT without <!-- END RESULT --> after it")
+    return "".join(out)
+
+
+def learner_markdown(source) -> str:
+    """A markdown cell as the learner sees it: each RESULT block replaced by its opening text."""
+    return _markdown(source, learner=True)
+
+
+def authored_markdown(source) -> str:
+    """A markdown cell without its RESULT marker lines (the solutions' version)."""
+    return _markdown(source, learner=False)
+
+
+def result_blocks(source) -> list[str]:
+    """The readings a markdown cell keeps from the learner, one string per RESULT block.
+
+    >>> result_blocks("a\\n<!-- BEGIN RESULT: look -->\\nb\\n<!-- END RESULT -->\\n")
+    ['b\\n']
+    """
+    blocks, current = [], None
+    for line in _lines(source):
+        if RESULT_BEGIN.match(line.rstrip("\n")):
+            current = []
+        elif RESULT_END.match(line.rstrip("\n")) and current is not None:
+            blocks.append("".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def _transform(nb: dict, code, markdown, clear: bool) -> dict:
     nb = json.loads(json.dumps(nb))  # a deep copy
     for index, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "markdown":
+            try:
+                text = markdown(cell["source"])
+            except ValueError as error:
+                raise ValueError(f"markdown cell {index}, {error}") from None
+            if text != "".join(_lines(cell["source"])):  # a cell without markers stays as it is
+                cell["source"] = text
+            continue
         if cell["cell_type"] != "code":
             continue
         try:
@@ -100,13 +179,14 @@ def _transform(nb: dict, code, clear: bool) -> dict:
 
 
 def make_learner(nb: dict) -> dict:
-    """The learner's version of a notebook: blanks instead of solutions, no outputs."""
-    return _transform(nb, learner_source, clear=True)
+    """The learner's version of a notebook: blanks instead of solutions, what to look for
+    instead of results, no outputs."""
+    return _transform(nb, learner_source, learner_markdown, clear=True)
 
 
 def make_solution(nb: dict) -> dict:
     """The solutions: the authored notebook with its outputs, markers removed."""
-    return _transform(nb, solution_source, clear=False)
+    return _transform(nb, solution_source, authored_markdown, clear=False)
 
 
 def _text(nb: dict) -> str:
