@@ -33,8 +33,17 @@ class TinyArchitecture:
     text_intermediate_size: int = 256
     unet_channels: tuple[int, ...] = (64, 128, 128)
     unet_layers_per_block: int = 1
-    unet_head_dim: int = 8
+    # diffusers' attention_head_dim, which Stable Diffusion uses as the number of heads: one for
+    # every block (SD 1.x: 8) or one per down block (SD 2.x: (5, 10, 20, 20))
+    unet_head_dim: int | tuple[int, ...] = 8
     norm_groups: int = 16
+    # Stable Diffusion 2.x's conventions, off by default (SD 1.x's): linear layers instead of
+    # 1x1 convolutions around the UNet's transformers, attention computed in float32, GELU in
+    # the text encoder (OpenCLIP's) and the tokenizer padding with "!" (id 0)
+    unet_linear_projection: bool = False
+    unet_upcast_attention: bool = False
+    text_hidden_act: str = "quick_gelu"
+    pad_token: str | None = None  # None: the tokenizer's own, <|endoftext|> (49407)
 
     @property
     def vae_factor(self) -> int:
@@ -60,6 +69,12 @@ def assemble_pipeline(vae, text_encoder, tokenizer, unet, scheduler):
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
+def _set(**options) -> dict:
+    """The options that are set (true, not None), so that a config records only those: the
+    embedded model's configs stay as they were before the options existed."""
+    return {k: v for k, v in options.items() if v}
+
+
 def build_pipeline(arch: TinyArchitecture | None = None, *, seed: int = 0):
     """A tiny ``StableDiffusionPipeline`` with random weights, of the given architecture.
 
@@ -82,10 +97,13 @@ def build_pipeline(arch: TinyArchitecture | None = None, *, seed: int = 0):
         norm_num_groups=a.norm_groups, sample_size=a.image_size,
     )
     tokenizer = load_tokenizer()
+    if a.pad_token is not None:
+        tokenizer.pad_token = a.pad_token
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=a.text_hidden_size,
         intermediate_size=a.text_intermediate_size, num_hidden_layers=a.text_layers,
         num_attention_heads=a.text_heads, max_position_embeddings=tokenizer.model_max_length,
+        **_set(hidden_act=a.text_hidden_act if a.text_hidden_act != "quick_gelu" else None),
         projection_dim=a.text_hidden_size, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     ))
@@ -96,7 +114,8 @@ def build_pipeline(arch: TinyArchitecture | None = None, *, seed: int = 0):
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_unet - 1),
         block_out_channels=a.unet_channels, layers_per_block=a.unet_layers_per_block,
         attention_head_dim=a.unet_head_dim, cross_attention_dim=a.text_hidden_size,
-        norm_num_groups=a.norm_groups,
+        norm_num_groups=a.norm_groups, **_set(use_linear_projection=a.unet_linear_projection,
+                                              upcast_attention=a.unet_upcast_attention),
     )
     return assemble_pipeline(vae, text_encoder, tokenizer, unet,
                              make_scheduler("pndm", SD_SCHEDULER_CONFIG))

@@ -339,38 +339,86 @@ def decode(pipe, latents: torch.Tensor):
     return pipe.image_processor.postprocess(images, output_type="pil")
 
 
-def _check_epsilon_ddpm(scheduler, what: str) -> None:
-    if scheduler.config.get("prediction_type", "epsilon") != "epsilon":
-        raise ValueError(f"{what} is written for noise (epsilon) prediction; this scheduler "
-                         f"predicts {scheduler.config.prediction_type!r}")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def _prediction_type(scheduler, what: str) -> str:
+    """What the UNet predicts, for a scheduler in the DDPM form (PNDM, DDIM, DPM)."""
+    kind = scheduler.config.get("prediction_type", "epsilon")
+    if kind not in PREDICTION_TYPES:
+        raise ValueError(f"{what} knows the prediction types {', '.join(PREDICTION_TYPES)}; "
+                         f"this scheduler says {kind!r}: use scheduler.step(...), which "
+                         "raises or handles it as diffusers does")
     if float(scheduler.init_noise_sigma) != 1.0:
         raise ValueError(f"{what} needs latents in the DDPM form (PNDM, DDIM, DPM); "
                          f"{type(scheduler).__name__} scales them by sigma — use "
                          "scheduler.step(...).pred_original_sample instead")
+    return kind
+
+
+def x0_and_noise(scheduler, latents: torch.Tensor, model_output: torch.Tensor,
+                 t) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clean latents and the noise that the UNet's output stands for, at timestep ``t``.
+
+    With ``a = ᾱ_t`` and ``x_t = √a·x0 + √(1−a)·ε``, what the model predicts decides the
+    formulas (``scheduler.config.prediction_type``, as in ``DDIMScheduler.step``):
+
+    - ``"epsilon"`` (SD 1.x, SD 2.x at 512 px): ``x0 = (x_t − √(1−a)·ε) / √a``;
+    - ``"v_prediction"`` (SD 2.x at 768 px), ``v = √a·ε − √(1−a)·x0``:
+      ``x0 = √a·x_t − √(1−a)·v`` and ``ε = √a·v + √(1−a)·x_t``;
+    - ``"sample"``: the output is x0, and ``ε = (x_t − √a·x0) / √(1−a)``.
+
+    >>> import torch
+    >>> from diffusers import DDIMScheduler
+    >>> s = DDIMScheduler(prediction_type="v_prediction")
+    >>> x0, eps = torch.ones(3), torch.zeros(3)
+    >>> a = s.alphas_cumprod[500]
+    >>> x_t, v = a ** 0.5 * x0 + (1 - a) ** 0.5 * eps, a ** 0.5 * eps - (1 - a) ** 0.5 * x0
+    >>> [round(float(z[0]), 4) for z in x0_and_noise(s, x_t, v, 500)]
+    [1.0, 0.0]
+    """
+    kind = _prediction_type(scheduler, "x0_and_noise")
+    # The same operations in the same order as DDIMScheduler.step, so the results are equal.
+    alpha = scheduler.alphas_cumprod.to(latents.device)[int(t)]
+    beta = 1 - alpha
+    if kind == "epsilon":
+        return (latents - beta ** (0.5) * model_output) / alpha ** (0.5), model_output
+    if kind == "v_prediction":
+        return (alpha**0.5) * latents - (beta**0.5) * model_output, \
+            (alpha**0.5) * model_output + (beta**0.5) * latents
+    return model_output, (latents - alpha ** (0.5) * model_output) / beta ** (0.5)
 
 
 def predicted_x0(scheduler, latents: torch.Tensor, noise_pred: torch.Tensor, t) -> torch.Tensor:
-    """The clean latents the model currently believes in: ``(x_t - √(1-ᾱ_t)·ε) / √ᾱ_t``."""
-    _check_epsilon_ddpm(scheduler, "predicted_x0")
-    alpha = scheduler.alphas_cumprod.to(latents.device)[int(t)]
-    return (latents - (1 - alpha) ** 0.5 * noise_pred) / alpha ** 0.5
+    """The clean latents the model currently believes in, from the UNet's output at ``t``.
+
+    For noise prediction ``(x_t − √(1−ᾱ_t)·ε) / √ᾱ_t``; for v-prediction ``√ᾱ_t·x_t −
+    √(1−ᾱ_t)·v`` (:func:`x0_and_noise` has every case).
+    """
+    _prediction_type(scheduler, "predicted_x0")
+    return x0_and_noise(scheduler, latents, noise_pred, t)[0]
 
 
 def ddim_step(scheduler, noise_pred: torch.Tensor, t, latents: torch.Tensor) -> torch.Tensor:
-    """One deterministic DDIM update (eta = 0), written out.
+    """One deterministic DDIM update (eta = 0), written out; equal to ``DDIMScheduler.step``.
 
-    Estimate the clean latents from the noise prediction, then re-noise them to the previous
-    timestep's level with that same noise: ``x_prev = √ᾱ_prev·x0 + √(1-ᾱ_prev)·ε``.
+    Estimate the clean latents and the noise from the model's output (:func:`x0_and_noise`:
+    noise or v prediction), then re-noise the estimate to the previous timestep's level with
+    that same noise: ``x_prev = √ᾱ_prev·x0 + √(1-ᾱ_prev)·ε``, where ``prev = t −
+    num_train_timesteps // num_inference_steps`` (as diffusers' DDIM, whatever the spacing).
     """
-    _check_epsilon_ddpm(scheduler, "ddim_step")
-    if scheduler.config.get("timestep_spacing", "leading") != "leading":
-        raise ValueError("ddim_step assumes timestep_spacing='leading' (Stable Diffusion's)")
+    _prediction_type(scheduler, "ddim_step")
     if scheduler.num_inference_steps is None:
         raise ValueError("ddim_step needs the scheduler's number of steps: call "
                          "scheduler.set_timesteps(steps) first")
+    for option in ("clip_sample", "thresholding"):
+        if scheduler.config.get(option):
+            raise ValueError(f"ddim_step does not {option.replace('_', ' ')} x0, and this "
+                             f"scheduler has {option}=True (Stable Diffusion's is False): make "
+                             f"it with DDIMScheduler.from_config(config, {option}=False)")
     t = int(t)
     prev = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
     alphas = scheduler.alphas_cumprod.to(latents.device)
     alpha_prev = alphas[prev] if prev >= 0 else scheduler.final_alpha_cumprod.to(latents.device)
-    x0 = predicted_x0(scheduler, latents, noise_pred, t)
-    return alpha_prev ** 0.5 * x0 + (1 - alpha_prev) ** 0.5 * noise_pred
+    x0, eps = x0_and_noise(scheduler, latents, noise_pred, t)
+    return alpha_prev ** 0.5 * x0 + (1 - alpha_prev) ** 0.5 * eps

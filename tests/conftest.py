@@ -60,6 +60,37 @@ def plain_model_dir(tmp_path_factory, small_arch):
     return folder
 
 
+@pytest.fixture(scope="session")
+def vpred_arch():
+    """A model in Stable Diffusion 2.x's conventions, of other sizes than both models above:
+    VAE factor 2 (24-pixel pictures, 12x12 latents), text width 48, per-block head counts,
+    linear projections, attention upcast, GELU, and a tokenizer that pads with "!" (id 0)."""
+    from sdlearn.architectures import TinyArchitecture
+
+    return TinyArchitecture(image_size=24, vae_channels=(16, 32), text_hidden_size=48,
+                            text_layers=2, text_heads=2, text_intermediate_size=96,
+                            unet_channels=(32, 64), unet_head_dim=(2, 4), norm_groups=8,
+                            unet_linear_projection=True, unet_upcast_attention=True,
+                            text_hidden_act="gelu", pad_token="!")
+
+
+@pytest.fixture(scope="session")
+def vpred_model_dir(tmp_path_factory, vpred_arch):
+    """A v-prediction model sdlearn did not make (no sdlearn.json), as SD 2.x at 768 px is:
+    its scheduler is DDIM with ``prediction_type="v_prediction"``, as stable-diffusion-2-1's."""
+    from diffusers import DDIMScheduler
+
+    from sdlearn.architectures import build_pipeline
+
+    folder = tmp_path_factory.mktemp("vpred-model")
+    pipe = build_pipeline(vpred_arch, seed=3)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config,
+                                               prediction_type="v_prediction")
+    pipe.vae.register_to_config(scaling_factor=0.52)
+    pipe.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def fake_clock(monkeypatch):
     """``time.perf_counter`` that moves only when told: timings exact on a busy machine too."""

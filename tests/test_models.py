@@ -153,6 +153,35 @@ def test_describe_reads_numbers_from_components(tiny_pipe, small_model_dir):
         4, 32, 32)
 
 
+def test_the_v_prediction_model_has_sd2s_conventions(vpred_model_dir):
+    pipe = load_pipeline(vpred_model_dir)
+    d = describe(pipe)
+    assert (d["prediction_type"], d["scheduler"], d["world"]) == ("v_prediction", "DDIMScheduler",
+                                                                  None)
+    assert (d["vae_scale_factor"], d["hidden_size"], d["default_image_size"],
+            d["latent_size"]) == (2, 48, 24, 12)
+    assert pipe.tokenizer("a", padding="max_length").input_ids[-1] == 0  # "!", as SD 2.x
+    unet = pipe.unet.config
+    assert unet.use_linear_projection and unet.upcast_attention
+    assert list(unet.attention_head_dim) == [2, 4]  # heads per block, as SD 2.x's (5, 10, 20, 20)
+    assert pipe.text_encoder.config.hidden_act == "gelu"
+
+
+def test_the_embedded_models_architecture_records_no_sd2_options(tmp_path):
+    from sdlearn.architectures import TinyArchitecture, build_pipeline
+
+    pipe = build_pipeline(TinyArchitecture(image_size=16, vae_channels=(16, 16), text_layers=1,
+                                           text_hidden_size=16, unet_channels=(16, 16),
+                                           norm_groups=8))
+    pipe.save_pretrained(tmp_path)
+    unet = (tmp_path / "unet" / "config.json").read_text()
+    text = (tmp_path / "text_encoder" / "config.json").read_text()
+    # SD 1.x's values, left at the classes' defaults, so the embedded model's files are unchanged
+    assert '"use_linear_projection": false' in unet and '"upcast_attention": false' in unet
+    assert '"hidden_act": "quick_gelu"' in text
+    assert pipe.tokenizer.pad_token_id == 49407
+
+
 def test_bad_device_and_scheduler_are_named_before_loading():
     import torch
 

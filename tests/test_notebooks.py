@@ -2,8 +2,9 @@
 
 nbval (``pytest`` on ``notebooks/``) re-runs the authored lessons with the embedded model and
 compares their outputs. Here the learner versions — every exercise left blank — run end to end
-with a model of other sizes, which shows both that skipped exercises never break a lesson and
-that no lesson depends on the tiny model's numbers. They run in float16, the precision real
+with two models of other sizes, one in Stable Diffusion 1.x's conventions and one in 2.x's
+(v-prediction), which shows both that skipped exercises never break a lesson and that no lesson
+depends on the tiny model's numbers or on noise prediction. They run in float16, the precision real
 Stable Diffusion gets on a GPU, so that every comparison with diffusers is also checked there.
 """
 
@@ -53,13 +54,17 @@ def test_learner_versions_hold_no_solution(lesson):
     assert all(not c.get("outputs") for c in learner["cells"] if c["cell_type"] == "code")
 
 
+# plain_model_dir: SD 1.x's conventions, other sizes; vpred_model_dir: SD 2.x's (v-prediction,
+# padding with id 0, linear projections, per-block head counts), other sizes again.
+@pytest.mark.parametrize("model_fixture", ["plain_model_dir", "vpred_model_dir"])
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
-def test_learner_version_runs_with_another_model(lesson, plain_model_dir, tmp_path,
-                                                 monkeypatch):
+def test_learner_version_runs_with_another_model(lesson, model_fixture, tmp_path, monkeypatch,
+                                                 request):
     import nbformat
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("SDLEARN_MODEL", str(plain_model_dir))
+    model_dir = request.getfixturevalue(model_fixture)
+    monkeypatch.setenv("SDLEARN_MODEL", str(model_dir))
     monkeypatch.setenv("SDLEARN_DTYPE", "float16")  # as on a GPU (CPUs run float16 too, slowly)
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     nb = nbformat.read(NOTEBOOKS / "learner" / lesson.name, as_version=4)
@@ -77,6 +82,6 @@ def test_learner_version_runs_with_another_model(lesson, plain_model_dir, tmp_pa
                 if c.cell_type == "code")
     assert printed.count("Skipped:") == skips
     model, dtype = nb.cells[-1].outputs[0]["text"].strip().removeprefix("ran with ").split(" in ")
-    assert Path(model).resolve() == Path(plain_model_dir).resolve()
+    assert Path(model).resolve() == Path(model_dir).resolve()
     # Lesson 08 measures float32 against float16 itself, so it loads float32 on purpose.
     assert dtype == ("torch.float32" if lesson.name.startswith("08") else "torch.float16")

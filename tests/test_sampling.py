@@ -21,6 +21,18 @@ def test_hand_loop_equals_the_pipeline_exactly(tiny_pipe, scheduler, guidance):
     assert torch.equal(mine, theirs)
 
 
+@pytest.mark.parametrize("scheduler", ["ddim", "pndm", "euler"])
+def test_hand_loop_equals_the_pipeline_on_a_v_prediction_model(vpred_model_dir, scheduler):
+    from sdlearn import load_pipeline
+
+    pipe = load_pipeline(vpred_model_dir, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    mine = sample(pipe, "a big red circle", steps=4, generator=make_generator(4))
+    theirs = pipe("a big red circle", num_inference_steps=4, output_type="latent",
+                  generator=make_generator(4)).images
+    assert torch.equal(mine, theirs)
+
+
 def test_decode_equals_the_pipeline_image(tiny_pipe):
     tiny_pipe.set_progress_bar_config(disable=True)
     latents = sample(tiny_pipe, "a small blue square", steps=3, generator=make_generator(1))
@@ -29,14 +41,47 @@ def test_decode_equals_the_pipeline_image(tiny_pipe):
     assert np.array_equal(np.asarray(decode(tiny_pipe, latents)[0]), np.asarray(image))
 
 
-def test_ddim_step_by_hand_equals_the_scheduler(tiny_pipe):
-    sched = make_scheduler("ddim", tiny_pipe.scheduler.config)
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+def test_ddim_step_by_hand_equals_the_scheduler(tiny_pipe, prediction, spacing):
+    sched = make_scheduler("ddim", {**tiny_pipe.scheduler.config, "prediction_type": prediction,
+                                    "timestep_spacing": spacing})
     sched.set_timesteps(20)
-    x, eps = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    x, out = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
     for t in sched.timesteps:
-        assert torch.equal(ddim_step(sched, eps, t, x), sched.step(eps, t, x).prev_sample)
-        assert torch.allclose(predicted_x0(sched, x, eps, t),
-                              sched.step(eps, t, x).pred_original_sample)
+        theirs = sched.step(out, t, x)
+        assert torch.equal(ddim_step(sched, out, t, x), theirs.prev_sample)
+        assert torch.equal(predicted_x0(sched, x, out, t), theirs.pred_original_sample)
+
+
+def test_x0_and_noise_invert_add_noise_for_each_prediction_type(tiny_pipe):
+    from sdlearn.sampling import x0_and_noise
+
+    x0, eps = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    for t in (1, 500, 981):
+        a = tiny_pipe.scheduler.alphas_cumprod[t]
+        x_t = a ** 0.5 * x0 + (1 - a) ** 0.5 * eps
+        outputs = {"epsilon": eps, "v_prediction": a ** 0.5 * eps - (1 - a) ** 0.5 * x0,
+                   "sample": x0}
+        for kind, output in outputs.items():
+            sched = make_scheduler("ddim", {**tiny_pipe.scheduler.config,
+                                            "prediction_type": kind})
+            got_x0, got_eps = x0_and_noise(sched, x_t, output, t)
+            assert torch.allclose(got_x0, x0, atol=1e-4), (kind, t)
+            assert torch.allclose(got_eps, eps, atol=1e-4), (kind, t)
+
+
+def test_the_hand_steps_refuse_what_they_do_not_do(tiny_pipe):
+    x = torch.zeros(1, 4, 8, 8)
+    odd = make_scheduler("ddim", {**tiny_pipe.scheduler.config, "prediction_type": "flow"})
+    with pytest.raises(ValueError, match=r"predicted_x0 knows the prediction types epsilon, "
+                                         r"v_prediction, sample; this scheduler says 'flow'"):
+        predicted_x0(odd, x, x, 1)
+    clipping = make_scheduler("ddim", {**tiny_pipe.scheduler.config, "clip_sample": True})
+    clipping.set_timesteps(5)
+    with pytest.raises(ValueError, match=r"clip_sample=True .*DDIMScheduler.from_config\(config, "
+                                         r"clip_sample=False\)"):
+        ddim_step(clipping, x, clipping.timesteps[0], x)
 
 
 def test_guidance_formula_and_prompt_checks(tiny_pipe):
