@@ -4,6 +4,8 @@ In every cross-attention layer of the UNet, each latent position (a query) sprea
 attention over the 77 token vectors of the prompt (the keys). :func:`record_cross_attention`
 installs a diffusers attention processor that computes attention the plain way and keeps
 those probabilities; :func:`token_maps` averages them into one map per token.
+:func:`share_inside` reads how much of a map falls on an object, to be compared with
+:func:`chance_share`, what an even spread would put there.
 
 >>> import sdlearn
 >>> pipe = sdlearn.load_pipeline()
@@ -123,3 +125,95 @@ def token_maps(store: dict, tokens: list[int], latent_size: int | tuple[int, int
         raise ValueError("nothing was recorded: run the UNet inside record_cross_attention()")
     total /= count
     return total / total.sum(dim=(1, 2), keepdim=True)
+
+
+def cross_attention_layers(unet) -> list:
+    """The UNet's cross-attention layers (``attn2`` of each transformer block), in the order
+    the UNet runs them: down blocks, mid block, up blocks.
+
+    >>> import sdlearn
+    >>> len(cross_attention_layers(sdlearn.load_pipeline().unet))
+    7
+    """
+    return [module for name, module in unet.named_modules() if name.endswith("attn2")]
+
+
+def area_mask(coverage, size: int | tuple[int, int]) -> torch.Tensor:
+    """A mask of the picture's pixels (values in [0, 1]) at the latents' size, ``(h, w)``.
+
+    Each latent cell holds the mean of its block of pixels: the fraction of it the object
+    covers (an area average, so a small object is not lost as it can be by ``nearest``).
+
+    >>> m = torch.zeros(64, 64); m[:16, :16] = 1
+    >>> area_mask(m, 8)[:3, :3]
+    tensor([[1., 1., 0.],
+            [1., 1., 0.],
+            [0., 0., 0.]])
+    """
+    m = torch.as_tensor(coverage, dtype=torch.float32)
+    if m.ndim != 2:
+        raise ValueError(f"coverage has shape {tuple(m.shape)}: give one (height, width) mask "
+                         "of the picture's pixels")
+    h, w = (size, size) if isinstance(size, int) else size
+    if m.shape[0] % h or m.shape[1] % w:
+        raise ValueError(f"a {tuple(m.shape)} mask does not divide into {(h, w)} cells: give "
+                         "the latents' size, picture size // pipe.vae_scale_factor")
+    return F.adaptive_avg_pool2d(m[None, None], (h, w))[0, 0]
+
+
+def share_inside(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The share of each map's attention that falls inside ``mask`` (weights in [0, 1]).
+
+    ``maps`` is ``(tokens, h, w)`` from :func:`token_maps` (each summing to 1), ``mask``
+    ``(h, w)``. Compare it with :func:`chance_share`, not with 0 or 1.
+
+    >>> maps = torch.full((1, 2, 2), 0.25); mask = torch.tensor([[1., 0.], [0., 0.]])
+    >>> share_inside(maps, mask), chance_share(mask)
+    (tensor([0.2500]), 0.25)
+    """
+    if maps.shape[-2:] != mask.shape:
+        raise ValueError(f"maps of size {tuple(maps.shape[-2:])} and a mask of size "
+                         f"{tuple(mask.shape)}: make the mask at the maps' size (area_mask)")
+    return (maps.float() * mask.to(maps.device, torch.float32)).sum(dim=(-2, -1))
+
+
+def chance_share(mask: torch.Tensor) -> float:
+    """What an even spread of attention would put inside ``mask``: its share of the map's area.
+
+    The baseline for :func:`share_inside`: attention on an object is only "high" against it.
+
+    >>> chance_share(torch.tensor([[1., 0.5], [0., 0.]]))
+    0.375
+    """
+    return float(torch.as_tensor(mask, dtype=torch.float32).mean())
+
+
+def attention_inputs(attn, run) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What the attention layer ``attn`` is given while ``run()`` runs (its last call):
+    ``(hidden_states, encoder_hidden_states)``, the latents' tokens and the text states.
+
+    A forward pre-hook catches them, and is removed afterwards.
+
+    >>> import sdlearn
+    >>> pipe = sdlearn.load_pipeline()
+    >>> layer = pipe.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2
+    >>> x, text = attention_inputs(layer, lambda: pipe("a red circle", num_inference_steps=1))
+    >>> tuple(x.shape), tuple(text.shape)   # [uncond, cond] × 64 positions × 64 channels
+    ((2, 64, 64), (2, 77, 64))
+    """
+    seen: dict = {}
+
+    def catch(module, args, kwargs):
+        seen["x"] = args[0] if args else kwargs["hidden_states"]
+        seen["text"] = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+
+    handle = attn.register_forward_pre_hook(catch, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        handle.remove()
+    if not seen:
+        raise ValueError("the layer was not called: pass a layer of the model that run() uses, "
+                         "e.g. unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2")
+    return seen["x"], seen["text"]

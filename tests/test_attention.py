@@ -65,3 +65,76 @@ def test_token_maps_at_sizes_that_halve_unevenly(tiny_pipe):
     maps = token_maps(store, [2, 3], (9, 9))
     assert maps.shape == (2, 9, 9)
     assert torch.allclose(maps.sum(dim=(1, 2)), torch.ones(2))
+
+
+def test_area_mask_averages_blocks_and_names_bad_sizes():
+    from sdlearn.attention import area_mask
+
+    pixels = torch.zeros(16, 16)
+    pixels[:3, :4] = 1  # 12 pixels: the first cell of 4×4 holds 12 of its 16
+    m = area_mask(pixels, 4)
+    assert m.shape == (4, 4) and m[0, 0] == 0.75 and m.sum() == 0.75
+    assert area_mask(pixels, (2, 4)).shape == (2, 4)
+    with pytest.raises(ValueError, match="latents' size"):
+        area_mask(pixels, 5)
+    with pytest.raises(ValueError, match="one \\(height, width\\) mask"):
+        area_mask(torch.zeros(1, 16, 16), 4)
+
+
+def test_share_inside_against_chance():
+    from sdlearn.attention import chance_share, share_inside
+
+    mask = torch.zeros(4, 4)
+    mask[0, :2] = 1
+    mask[1, 0] = 0.5
+    even = torch.full((1, 4, 4), 1 / 16)
+    peaked = torch.zeros(1, 4, 4)
+    peaked[0, 0, 0] = 1
+    assert chance_share(mask) == pytest.approx(2.5 / 16)
+    assert share_inside(even, mask).item() == pytest.approx(chance_share(mask))
+    assert share_inside(peaked, mask).item() == 1
+    with pytest.raises(ValueError, match="area_mask"):
+        share_inside(even, torch.zeros(8, 8))
+
+
+def test_attention_inputs_are_what_the_layer_is_given(tiny_pipe):
+    from sdlearn.attention import attention_inputs, cross_attention_layers
+    from sdlearn.speed import unet_inputs
+
+    unet = tiny_pipe.unet
+    layers = cross_attention_layers(unet)
+    assert len(layers) == sum(len(b.attentions) for b in [*unet.down_blocks, unet.mid_block,
+                                                          *unet.up_blocks]
+                              if getattr(b, "attentions", None))
+    latents, t, text = unet_inputs(tiny_pipe)[:3]
+    x, states = attention_inputs(layers[0], lambda: unet(latents, t, encoder_hidden_states=text))
+    assert torch.equal(states, text)  # cross-attention reads the text states as they are
+    assert x.shape == (latents.shape[0], latents.shape[2] * latents.shape[3],
+                       unet.config.block_out_channels[0])
+    assert not layers[0]._forward_pre_hooks  # the hook is gone
+    with pytest.raises(ValueError, match="not called"):
+        attention_inputs(layers[0], lambda: None)
+
+
+@pytest.mark.parametrize("model", ["tiny", "vpred"])
+def test_attention_written_out_is_the_layer(model, tiny_pipe, request):
+    """The lesson's softmax(QKᵀ/√d)·V per head, then to_out, is each cross-attention layer's
+    output — on the tiny model and on one in SD 2.x's conventions (per-block heads, upcast)."""
+    from sdlearn import load_pipeline
+    from sdlearn.attention import attention_inputs, cross_attention_layers
+    from sdlearn.exercises.lesson03 import _attention
+    from sdlearn.speed import unet_inputs
+
+    pipe = tiny_pipe if model == "tiny" else load_pipeline(request.getfixturevalue(
+        "vpred_model_dir"))
+    unet = pipe.unet
+    latents, t, text = unet_inputs(pipe)[:3]
+    heads = set()
+    for attn in cross_attention_layers(unet):
+        x, states = attention_inputs(attn, lambda: unet(latents, t, encoder_hidden_states=text))
+        with torch.no_grad():
+            expected = attn(x, encoder_hidden_states=states)
+            assert torch.allclose(_attention(attn, x, states), expected, atol=1e-5)
+            assert not torch.allclose(_attention(attn, x, states, scale=1.0), expected, atol=1e-3)
+        heads.add(attn.heads)
+    assert model == "tiny" or len(heads) > 1  # SD 2.x's per-block head counts
