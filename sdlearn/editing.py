@@ -69,6 +69,23 @@ def img2img_timesteps(scheduler, steps: int, strength: float):
     return scheduler.timesteps[start * scheduler.order:]
 
 
+def signal_kept(scheduler, steps: int, strength: float) -> float:
+    """How much of the picture img2img starts from: √ᾱ at the first timestep that runs.
+
+    The start is ``√ᾱ_t · x0 + √(1 − ᾱ_t) · ε``; this is the factor on ``x0``. It reads the
+    scheduler's own timesteps, so PNDM's repeated warm-up step (one step noisier at the same
+    strength) is counted.
+
+    >>> import sdlearn
+    >>> config = sdlearn.load_pipeline().scheduler.config
+    >>> [round(signal_kept(sdlearn.make_scheduler(name, config), 10, 0.3), 3)
+    ...  for name in ("ddim", "pndm")]
+    [0.867, 0.767]
+    """
+    t = int(img2img_timesteps(scheduler, steps, strength)[0])
+    return scheduler.alphas_cumprod[t].float().sqrt().item()
+
+
 def _one_prompt(prompt) -> None:
     if not isinstance(prompt, str):
         raise ValueError(f"prompt must be one string (one picture is edited at a time), got "

@@ -208,11 +208,31 @@ def latent_mask(mask, factor: int, *, mode: str = "nearest") -> torch.Tensor:
     raise ValueError(f"mode={mode!r}: use 'nearest' (as diffusers) or 'any'")
 
 
-def overlay(image, mask, *, color=(255, 40, 40), opacity: float = 0.5) -> Image.Image:
-    """The picture with the repaint region tinted by ``color``, to see a mask in place."""
+# Cyan: no colour of the shapes world is near it, so the tint reads on every object.
+OVERLAY_COLOR = (0, 230, 230)
+
+
+def overlay(image, mask, *, color=OVERLAY_COLOR, opacity: float = 0.5,
+            outline: bool = True) -> Image.Image:
+    """The picture with the repaint region tinted by ``color``, to see a mask in place.
+
+    With ``outline`` the mask's edge (its white pixels next to a black one) is drawn in a
+    black-and-white checker, which reads on any colour, the tint's included.
+
+    >>> from PIL import Image
+    >>> out = overlay(Image.new("RGB", (8, 8), (220, 38, 38)), rectangle(8, 0, 4, 0, 8))
+    >>> out.getpixel((7, 0)), out.getpixel((1, 3))  # kept as it was; tinted inside
+    ((220, 38, 38), (110, 134, 134))
+    """
     from .images import to_pil
 
     img = to_pil(image).convert("RGB")
-    m = np.asarray(check_mask(mask, img), dtype=np.float64)[..., None] / 255 * opacity
+    white = np.asarray(check_mask(mask, img)) > 0
+    m = white[..., None] * float(opacity)
     arr = np.asarray(img, dtype=np.float64) * (1 - m) + np.asarray(color, dtype=np.float64) * m
+    if outline:
+        padded = np.pad(white, 1, mode="edge")
+        inner = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+        ys, xs = np.nonzero(white & ~inner)  # only the edge's pixels: cheap on big pictures
+        arr[ys, xs] = np.where(((xs + ys) % 2 == 0)[:, None], 255.0, 0.0)
     return Image.fromarray(np.rint(arr).astype(np.uint8))

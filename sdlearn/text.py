@@ -5,6 +5,9 @@ vocabulary follows from one file of merges (``bpe_simple_vocab_16e6.txt.gz``, sh
 ``sdlearn/data/clip``): 256 byte symbols, the same 256 ending a word, one token per merge, and
 two special tokens. We rebuild it here so that no model hub is needed.
 
+:func:`run_text_encoder` runs a CLIP text encoder by hand (embeddings, the layers under a causal
+mask, the final layer norm), as lesson 02 teaches it; it equals ``text_encoder(ids)[0]``.
+
 >>> tok = load_tokenizer()
 >>> tok("A painting of a flooble").input_ids
 [49406, 320, 3086, 539, 320, 4062, 1059, 49407]
@@ -124,3 +127,47 @@ def tokens_table(tokenizer, prompt: str) -> list[tuple[int, int, str]]:
     """
     ids = tokenizer(prompt, truncation=False, verbose=False).input_ids
     return [(i, t, tokenizer.convert_ids_to_tokens(t)) for i, t in enumerate(ids)]
+
+
+def causal_mask(length: int, *, dtype=None, device=None):
+    """The additive causal attention mask of shape ``(1, 1, length, length)``: 0 where a
+    position may look (itself and the positions before it), -inf where it may not.
+
+    >>> causal_mask(3)[0, 0].tolist()
+    [[0.0, -inf, -inf], [0.0, 0.0, -inf], [0.0, 0.0, 0.0]]
+    """
+    import torch
+
+    mask = torch.full((length, length), float("-inf"), dtype=dtype, device=device)
+    return mask.triu(1)[None, None]
+
+
+def run_text_encoder(text_encoder, input_ids, *, skip: int = 0):
+    """A ``CLIPTextModel`` run by hand: token embedding + position embedding, every layer under
+    a causal mask, the final layer norm. Equal to ``text_encoder(input_ids)[0]``.
+
+    ``skip`` stops that many layers before the last ("clip skip"; ``skip=1`` reads the
+    penultimate layer), and still applies the final layer norm, as diffusers' ``clip_skip`` does.
+
+    >>> import sdlearn, torch
+    >>> pipe = sdlearn.load_pipeline()
+    >>> ids = tokenize(pipe.tokenizer, "a red circle").input_ids
+    >>> with torch.no_grad():
+    ...     mine, theirs = run_text_encoder(pipe.text_encoder, ids), pipe.text_encoder(ids)[0]
+    >>> bool((mine - theirs).abs().max() < 1e-5)
+    True
+    """
+    import torch
+
+    layers = text_encoder.encoder.layers
+    if not 0 <= skip < len(layers):
+        raise ValueError(f"skip={skip}: the text encoder has {len(layers)} layers, so skip must "
+                         f"be from 0 (all of them) to {len(layers) - 1}")
+    emb = text_encoder.embeddings
+    ids = input_ids.to(emb.token_embedding.weight.device)
+    positions = torch.arange(ids.shape[-1], device=ids.device)
+    hidden = emb.token_embedding(ids) + emb.position_embedding(positions)[None]
+    mask = causal_mask(ids.shape[-1], dtype=hidden.dtype, device=hidden.device)
+    for layer in layers[:len(layers) - skip]:
+        hidden = layer(hidden, mask)
+    return text_encoder.final_layer_norm(hidden)

@@ -5,7 +5,13 @@ from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
 from sdlearn import make_generator, with_scheduler
-from sdlearn.editing import check_strength, crop_and_resize, img2img, img2img_timesteps
+from sdlearn.editing import (
+    check_strength,
+    crop_and_resize,
+    img2img,
+    img2img_timesteps,
+    signal_kept,
+)
 from sdlearn.models import make_scheduler, quiet_loading
 from sdlearn.shapes import random_scene, render_image
 
@@ -38,6 +44,19 @@ def test_strength_picks_the_last_steps(tiny_pipe):
     pndm = make_scheduler("pndm", tiny_pipe.scheduler.config)
     assert [int(t) for t in img2img_timesteps(pndm, 10, 0.3)] == [301, 201, 101, 1]
     assert [int(t) for t in img2img_timesteps(pndm, 10, 1.0)][:3] == [901, 801, 801]
+
+
+def test_signal_kept_reads_the_first_timestep_that_runs(tiny_pipe):
+    config = tiny_pipe.scheduler.config
+    ddim, pndm = (make_scheduler(name, config) for name in ("ddim", "pndm"))
+    abar = ddim.alphas_cumprod
+    assert signal_kept(ddim, 10, 0.3) == pytest.approx(abar[201].sqrt().item())
+    # PNDM's repeated warm-up step: at 0.3 it starts where DDIM does at 0.4, one step noisier.
+    assert signal_kept(pndm, 10, 0.3) == pytest.approx(signal_kept(ddim, 10, 0.4))
+    assert signal_kept(pndm, 10, 0.3) < signal_kept(ddim, 10, 0.3)
+    # Even strength 1 starts from the noisiest timestep, where a little of the picture is left.
+    assert 0.05 < signal_kept(ddim, 25, 1.0) < 0.15
+    assert signal_kept(ddim, 25, 0.2) > signal_kept(ddim, 25, 0.8)
 
 
 def test_tensor_images_use_the_minus_one_to_one_convention(tiny_pipe):

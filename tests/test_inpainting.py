@@ -86,10 +86,18 @@ def test_latent_mask_nearest_is_diffusers_and_any_is_a_max_pool():
     assert torch.equal(latent_mask(m, 8), theirs)
 
 
-def test_overlay_tints_only_the_mask():
-    img = Image.new("RGB", (16, 16), (0, 0, 255))
-    out = np.asarray(overlay(img, rectangle(16, 0, 8, 0, 16)))
-    assert (out[:, 8:] == [0, 0, 255]).all() and (out[:, :8, 0] > 100).all()
+def test_overlay_tints_only_the_mask_and_outlines_its_edge():
+    red = (220, 38, 38)  # a shapes-world red: the overlay must read on it
+    img = Image.new("RGB", (16, 16), red)
+    out = np.asarray(overlay(img, rectangle(16, 0, 8, 0, 16)), dtype=int)
+    assert (out[:, 8:] == red).all()  # the kept half is untouched
+    inside = out[:, :7]
+    assert (inside[..., 0] < 150).all() and (inside[..., 1] > 100).all()  # tinted toward cyan
+    edge = out[:, 7]  # the mask's last column, next to the kept half: a black-white checker
+    assert sorted({tuple(p) for p in edge}) == [(0, 0, 0), (255, 255, 255)]
+    assert (edge[::2] != edge[1::2]).any(axis=1).all()
+    plain = np.asarray(overlay(img, rectangle(16, 0, 8, 0, 16), outline=False), dtype=int)
+    assert (plain[:, :8] == inside[0, 0]).all()
 
 
 @pytest.mark.parametrize("scheduler", ["pndm", "ddim", "euler"])

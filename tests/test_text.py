@@ -79,3 +79,45 @@ def test_known_difference_html_entities(tokenizer, reference):
     text = "salt &amp; pepper"
     assert reference.encode(text) == reference.encode("salt & pepper")
     assert tokenizer(text).input_ids != reference.encode(text)
+
+
+@pytest.fixture(scope="module", params=["tiny", "other sizes"])
+def text_pipe(request, tiny_pipe, small_model_dir):
+    from sdlearn import load_pipeline
+
+    return tiny_pipe if request.param == "tiny" else load_pipeline(small_model_dir)
+
+
+def test_run_text_encoder_equals_the_text_encoder(text_pipe):
+    import torch
+
+    from sdlearn.text import run_text_encoder
+
+    ids = tokenize(text_pipe.tokenizer, ["a big red circle", "", "a small blue square at the "
+                                         "top left"]).input_ids
+    enc = text_pipe.text_encoder
+    with torch.no_grad():
+        out = enc(ids, output_hidden_states=True)
+        assert torch.allclose(run_text_encoder(enc, ids), out.last_hidden_state, atol=1e-5)
+        # clip skip: the penultimate layer's states, through the final layer norm
+        skipped = run_text_encoder(enc, ids, skip=1)
+        assert torch.allclose(skipped, enc.final_layer_norm(out.hidden_states[-2]), atol=1e-5)
+        assert not torch.allclose(skipped, out.last_hidden_state, atol=1e-3)
+
+
+def test_run_text_encoder_is_causal_and_refuses_a_bad_skip(tiny_pipe):
+    import torch
+
+    from sdlearn.text import causal_mask, run_text_encoder
+
+    mask = causal_mask(4)
+    assert mask.shape == (1, 1, 4, 4)
+    assert (mask[0, 0].isinf() == torch.ones(4, 4, dtype=torch.bool).triu(1)).all()
+    ids = tokenize(tiny_pipe.tokenizer, ["a big red circle", "a big red square"]).input_ids
+    with torch.no_grad():
+        states = run_text_encoder(tiny_pipe.text_encoder, ids)
+    assert torch.equal(states[0, :4], states[1, :4])  # before "circle"/"square": unchanged
+    assert not torch.allclose(states[0, 4], states[1, 4])
+    layers = len(tiny_pipe.text_encoder.encoder.layers)
+    with pytest.raises(ValueError, match=f"skip={layers}.*{layers} layers"):
+        run_text_encoder(tiny_pipe.text_encoder, ids, skip=layers)
