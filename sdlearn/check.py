@@ -15,30 +15,44 @@ The graders of lesson NN live in ``sdlearn/exercises/lessonNN.py``.
 from __future__ import annotations
 
 from .exercises.common import EXERCISES
-from .exercises.lesson00 import latent_shape, seeded_image
+from .exercises.lesson00 import latent_shape, seeded_image, unet_batch_size
 from .exercises.lesson01 import (
     SD_SCALING_FACTOR,
+    round_trip_sizes,
     scale_latents,
     scaling_factor_from,
     unscale_and_decode,
 )
-from .exercises.lesson02 import encode_text, tokenize_prompt, uncond_embedding
-from .exercises.lesson03 import cfg_batch, predict_noise
-from .exercises.lesson04 import add_noise_by_hand, ddim_update
-from .exercises.lesson05 import guidance, sample_by_hand
-from .exercises.lesson06 import img2img_loop, noise_to_strength, start_step
-from .exercises.lesson07 import latent_mask, put_back
-from .exercises.lesson08 import cold_and_warm, weights_bytes
+from .exercises.lesson02 import (
+    dropped_tokens,
+    encode_by_hand,
+    encode_text,
+    tokenize_prompt,
+    uncond_embedding,
+)
+from .exercises.lesson03 import (
+    attention_by_hand,
+    cfg_batch,
+    chance_share,
+    down_shapes,
+    predict_noise,
+)
+from .exercises.lesson04 import add_noise_by_hand, ddim_update, v_to_x0_and_noise
+from .exercises.lesson05 import guidance, guided_prediction, sample_by_hand
+from .exercises.lesson06 import img2img_loop, noise_to_strength, signal_kept, start_step
+from .exercises.lesson07 import inpaint_loop, latent_mask, put_back
+from .exercises.lesson08 import cold_and_warm, overall_speedup, weights_bytes
 
 __all__ = [
     "EXERCISES", "SD_SCALING_FACTOR",
-    "latent_shape", "seeded_image",                                # 00_quickstart
-    "scale_latents", "unscale_and_decode", "scaling_factor_from",  # 01_vae
-    "tokenize_prompt", "encode_text", "uncond_embedding",          # 02_text
-    "predict_noise", "cfg_batch",                                  # 03_unet
-    "add_noise_by_hand", "ddim_update",                            # 04_scheduler
-    "guidance", "sample_by_hand",                                  # 05_sampling_loop
-    "start_step", "noise_to_strength", "img2img_loop",             # 06_img2img
-    "latent_mask", "put_back",                                     # 07_inpainting
-    "cold_and_warm", "weights_bytes",                              # 08_speed
+    "latent_shape", "unet_batch_size", "seeded_image",             # 00_quickstart
+    "scale_latents", "unscale_and_decode", "scaling_factor_from", "round_trip_sizes",  # 01
+    "tokenize_prompt", "dropped_tokens", "encode_text", "encode_by_hand",
+    "uncond_embedding",                                            # 02_text
+    "down_shapes", "predict_noise", "cfg_batch", "attention_by_hand", "chance_share",  # 03
+    "add_noise_by_hand", "ddim_update", "v_to_x0_and_noise",       # 04_scheduler
+    "guidance", "sample_by_hand", "guided_prediction",             # 05_sampling_loop
+    "start_step", "signal_kept", "noise_to_strength", "img2img_loop",  # 06_img2img
+    "latent_mask", "put_back", "inpaint_loop",                     # 07_inpainting
+    "cold_and_warm", "overall_speedup", "weights_bytes",           # 08_speed
 ]

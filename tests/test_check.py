@@ -18,11 +18,12 @@ from sdlearn.exercises.grading import Exercise, Marker, Mistake, grade
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-@pytest.fixture(scope="module", params=["tiny", "other sizes"])
-def pipe(request, tiny_pipe, small_model_dir):
+@pytest.fixture(scope="module", params=["tiny", "other sizes", "v-prediction"])
+def pipe(request, tiny_pipe, small_model_dir, vpred_model_dir):
+    """The embedded model, one of other sizes, and one in SD 2.x's conventions."""
     if request.param == "tiny":
         return tiny_pipe
-    return load_pipeline(small_model_dir)
+    return load_pipeline(small_model_dir if request.param == "other sizes" else vpred_model_dir)
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))

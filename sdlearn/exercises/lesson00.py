@@ -1,4 +1,5 @@
-"""Graders of lesson 00, the quick start: ``check.latent_shape`` and ``check.seeded_image``.
+"""Graders of lesson 00, the quick start: ``check.latent_shape``, ``check.unet_batch_size``
+and ``check.seeded_image``.
 
 >>> import sdlearn
 >>> pipe = sdlearn.load_pipeline()
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..calls import unet_calls
 from ..device import make_generator
 from ..sizes import default_size
 from .common import grader
@@ -116,3 +118,43 @@ def _repeatable_array(fn):
         return first if np.array_equal(first, second) else NOT_REPEATABLE
 
     return twice
+
+
+@grader
+def unet_batch_size(pipe) -> Exercise:
+    """Exercise: ``unet_batch_size(num_prompts, images_per_prompt, guidance_scale)`` → the batch
+    the UNet gets at each step — predicted, then compared with a hook on the real UNet."""
+    size = default_size(pipe)
+
+    def reference(num_prompts, images_per_prompt, guidance_scale):
+        calls = unet_calls(pipe, ["a red circle"] * num_prompts, num_inference_steps=1,
+                           num_images_per_prompt=images_per_prompt, height=size, width=size,
+                           guidance_scale=guidance_scale, generator=make_generator(0))
+        return calls[0].batch
+
+    def two_calls_not_a_batch(n, k, g):
+        return n * k
+
+    def always_doubled(n, k, g):
+        return 2 * n * k
+
+    def images_forgotten(n, k, g):
+        return 2 * n if g > 1 else n
+
+    def scaled_by_guidance(n, k, g):
+        return round(n * k * g)
+
+    return Exercise(
+        "unet_batch_size", reference, [(1, 1, 7.5), (2, 3, 7.5), (3, 1, 1.0), (1, 4, 1.0),
+                                       (2, 2, 3.0)],
+        mistakes=[
+            Mistake(two_calls_not_a_batch, "with guidance the prompt and the empty prompt go "
+                                           "through the UNet together: one call, two latents "
+                                           "per image"),
+            Mistake(always_doubled, "at guidance_scale=1 (or below) diffusers skips guidance "
+                                    "and the empty prompt: one latent per image"),
+            Mistake(images_forgotten, "each prompt makes images_per_prompt pictures, and each "
+                                      "picture has its own latents in the batch"),
+            Mistake(scaled_by_guidance, "guidance_scale weighs the two predictions; it does not "
+                                        "change how many latents the UNet gets"),
+        ])

@@ -1,5 +1,5 @@
-"""Graders of lesson 01, the VAE: ``check.scale_latents``, ``check.unscale_and_decode`` and
-``check.scaling_factor_from``.
+"""Graders of lesson 01, the VAE: ``check.scale_latents``, ``check.unscale_and_decode``,
+``check.scaling_factor_from`` and ``check.round_trip_sizes``.
 
 >>> graded = scaling_factor_from(lambda latents: float(1 / latents.std()), pipe=None)
 ✓ scaling_factor_from: correct (2 checks).
@@ -108,6 +108,58 @@ def scaling_factor_from(pipe) -> Exercise:
                                    "absolute value"),
             Mistake(the_variance, "use the standard deviation, not the variance"),
         ], atol=1e-3, rtol=1e-3, adapt=_as_float)
+
+
+@grader
+def round_trip_sizes(pipe) -> Exercise:
+    """Exercise (predict, then measure): ``round_trip_sizes(side, factor)`` → the side of the
+    latents and of the decoded picture, for a square picture of ``side`` pixels.
+
+    The reference is the VAE itself: it encodes and decodes a blank picture of that side.
+    """
+    vae, f = pipe.vae, pipe.vae_scale_factor
+    size = pipe.unet.config.sample_size * f
+
+    @torch.no_grad()
+    def reference(side, factor):
+        x = torch.zeros(1, 3, side, side, device=pipe.device, dtype=vae.dtype)
+        latents = vae.encode(x).latent_dist.mean
+        return (int(latents.shape[-1]), int(vae.decode(latents).sample.shape[-1]))
+
+    def exact(side, factor):
+        return (side / factor, float(side))
+
+    def rounded_up(side, factor):
+        return (-(-side // factor), -(-side // factor) * factor)
+
+    def same_side_back(side, factor):
+        return (side // factor, side)
+
+    return Exercise(
+        "round_trip_sizes", reference,
+        [(size - f // 2, f), (size + 1, f), (size - 1, f)],
+        mistakes=[
+            Mistake(exact, "latents come in whole numbers: each of the encoder's halvings is a "
+                           "strided convolution, which makes one output per whole 2×2 step"),
+            Mistake(rounded_up, "a strided convolution makes no output from half a block: the "
+                                "leftover rows are dropped, not rounded into one more latent "
+                                "row — integer division (//)"),
+            Mistake(same_side_back, "the decoder only sees the latents: it paints factor × "
+                                    "factor pixels for each of them, whatever the input was"),
+        ], adapt=_as_ints)
+
+
+def _as_ints(fn):
+    """The answer as a pair of numbers (a tuple of ints or floats, or a list)."""
+
+    def as_ints(*args):
+        answer = fn(*args)
+        try:
+            return tuple(float(v) for v in answer)
+        except TypeError:
+            return answer
+
+    return as_ints
 
 
 def _as_float(fn):

@@ -1,5 +1,5 @@
-"""Graders of lesson 02, text: ``check.tokenize_prompt``, ``check.encode_text`` and
-``check.uncond_embedding``.
+"""Graders of lesson 02, text: ``check.tokenize_prompt``, ``check.dropped_tokens``,
+``check.encode_text``, ``check.encode_by_hand`` and ``check.uncond_embedding``.
 
 >>> import sdlearn
 >>> pipe = sdlearn.load_pipeline()
@@ -14,9 +14,13 @@ from __future__ import annotations
 import torch
 from transformers.utils import logging
 
-from ..text import tokenize
+from ..text import causal_mask, count_tokens, run_text_encoder, tokenize
 from .common import grader
 from .grading import Exercise, Mistake
+
+# The long prompt of lesson 02, whose dropped tokens the learner predicts.
+LONG_PROMPT = ", ".join(["a big red circle at the top left", "a small blue square in the center",
+                         "a big green triangle at the bottom right"] * 4)
 
 
 def _long_prompt() -> str:
@@ -126,3 +130,95 @@ def uncond_embedding(pipe) -> Exercise:
             Mistake(unpadded, "pad the empty prompt to tokenizer.model_max_length like any other "
                               "prompt: the UNet reads 77 token vectors"),
         ])
+
+
+@grader
+def dropped_tokens(pipe) -> Exercise:
+    """Exercise (predict, then measure): ``dropped_tokens()`` → how many tokens of
+    ``LONG_PROMPT`` the tokenizer drops."""
+    tok = pipe.tokenizer
+    total = count_tokens(tok, LONG_PROMPT)
+    limit = tok.model_max_length
+
+    def reference():
+        return total - limit
+
+    def content_minus_the_limit():
+        return total - 2 - limit
+
+    def without_punctuation():
+        return total - LONG_PROMPT.count(",") - limit
+
+    def all_of_them():
+        return total
+
+    return Exercise(
+        "dropped_tokens", reference, [()],
+        mistakes=[
+            Mistake(content_minus_the_limit, "the 77 include the start and end tokens: 75 "
+                                             "tokens of the prompt itself are kept"),
+            Mistake(without_punctuation, "each comma is a token of its own — count them too"),
+            Mistake(all_of_them, "that is how many tokens the prompt has; how many of them "
+                                 "does the text encoder never see?"),
+        ], atol=0, rtol=0, adapt=_as_int)
+
+
+def _as_int(fn):
+    """The answer as a number, whatever kind the learner returns."""
+
+    def as_int(*args):
+        return float(fn(*args))
+
+    return as_int
+
+
+@grader
+def encode_by_hand(pipe) -> Exercise:
+    """Exercise: ``encode_by_hand(input_ids, text_encoder)`` → the text encoder run by hand,
+    equal to ``text_encoder(input_ids)[0]``."""
+    tok, enc = pipe.tokenizer, pipe.text_encoder
+    ids = tokenize(tok, ["a big red circle", "a small blue square at the top"]).input_ids
+
+    @torch.no_grad()
+    def reference(input_ids, text_encoder):
+        return run_text_encoder(text_encoder, input_ids)
+
+    def embedded(input_ids, e):
+        positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
+        return e.embeddings.token_embedding(input_ids) + e.embeddings.position_embedding(
+            positions)[None]
+
+    @torch.no_grad()
+    def no_positions(input_ids, e):
+        hidden = e.embeddings.token_embedding(input_ids)
+        mask = causal_mask(input_ids.shape[-1], dtype=hidden.dtype, device=hidden.device)
+        for layer in e.encoder.layers:
+            hidden = layer(hidden, mask)
+        return e.final_layer_norm(hidden)
+
+    @torch.no_grad()
+    def no_mask(input_ids, e):
+        hidden = embedded(input_ids, e)
+        for layer in e.encoder.layers:
+            hidden = layer(hidden, None)
+        return e.final_layer_norm(hidden)
+
+    @torch.no_grad()
+    def no_final_norm(input_ids, e):
+        hidden = embedded(input_ids, e)
+        mask = causal_mask(input_ids.shape[-1], dtype=hidden.dtype, device=hidden.device)
+        for layer in e.encoder.layers:
+            hidden = layer(hidden, mask)
+        return hidden
+
+    return Exercise(
+        "encode_by_hand", reference, [(ids.to(enc.device), enc)],
+        mistakes=[
+            Mistake(no_positions, "add the position embedding of positions 0, 1, …, 76 to the "
+                                  "token embedding: without it the encoder cannot tell the "
+                                  "order of the words"),
+            Mistake(no_mask, "without the causal mask every position sees the whole sequence, "
+                             "padding included: pass each layer the (1, 1, 77, 77) mask with "
+                             "-inf above the diagonal"),
+            Mistake(no_final_norm, "apply text_encoder.final_layer_norm after the last layer"),
+        ], atol=1e-4)

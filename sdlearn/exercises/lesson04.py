@@ -1,4 +1,5 @@
-"""Graders of lesson 04, the scheduler: ``check.add_noise_by_hand`` and ``check.ddim_update``.
+"""Graders of lesson 04, the scheduler: ``check.add_noise_by_hand``, ``check.ddim_update`` and
+``check.v_to_x0_and_noise``.
 
 >>> import sdlearn, torch
 >>> pipe = sdlearn.load_pipeline()
@@ -10,8 +11,9 @@
 
 from __future__ import annotations
 
-from ..sampling import ddim_step, predicted_x0
-from .common import ddim_inputs, grader, seeded_latents
+from ..sampling import ddim_step, predicted_x0, x0_and_noise
+from ..schedulers import make_scheduler
+from .common import grader, seeded_latents
 from .grading import Exercise, Mistake
 
 
@@ -57,10 +59,21 @@ def add_noise_by_hand(pipe) -> Exercise:
         ])
 
 
+def _ddim(pipe, prediction_type: str, seeds: tuple[int, int], steps: int = 10):
+    """A DDIM scheduler of the model's schedule predicting ``prediction_type``, with ``steps``
+    timesteps, and two seeded float32 latents on the CPU (compared to the last digit)."""
+    sched = make_scheduler("ddim", {**pipe.scheduler.config, "prediction_type": prediction_type})
+    sched.set_timesteps(steps)
+    a, b = (seeded_latents(pipe, seed).float().cpu() for seed in seeds)
+    return sched, a, b
+
+
 @grader
 def ddim_update(pipe) -> Exercise:
     """Exercise: ``ddim_update(noise_pred, t, latents, scheduler)`` → the DDIM step (eta 0)."""
-    sched, x, eps = ddim_inputs(pipe, (10, 11))
+    # Noise prediction, whatever the model predicts: the learner writes the ε form here, and
+    # turns v into ε in the next exercise.
+    sched, x, eps = _ddim(pipe, "epsilon", (10, 11))
     ts = [sched.timesteps[0], sched.timesteps[4], sched.timesteps[-1]]
 
     def reference(e, t, x, s):
@@ -85,4 +98,48 @@ def ddim_update(pipe) -> Exercise:
                              "√ᾱ_prev · x0 + √(1 − ᾱ_prev) · ε"),
             Mistake(same_level, "you used ᾱ_t twice, which gives x_t back: the second half needs "
                                 "ᾱ of the previous timestep"),
+        ], atol=1e-4)
+
+
+@grader
+def v_to_x0_and_noise(pipe) -> Exercise:
+    """Exercise: ``v_to_x0_and_noise(v, t, latents, scheduler)`` → ``(x0, noise)`` from a
+    v-prediction, derived from ``x_t = √ᾱ·x0 + √(1−ᾱ)·ε`` and ``v = √ᾱ·ε − √(1−ᾱ)·x0``."""
+    sched, x, v = _ddim(pipe, "v_prediction", (14, 15))
+    ts = [sched.timesteps[0], sched.timesteps[5], sched.timesteps[-1]]
+
+    def reference(v, t, x, s):
+        return x0_and_noise(s, x, v, t)
+
+    def roots(s, t):
+        a = _alpha_bar(s, t)
+        return a ** 0.5, (1 - a) ** 0.5
+
+    def as_if_noise(v, t, x, s):
+        a, b = roots(s, t)
+        return (x - b * v) / a, v
+
+    def signs_flipped(v, t, x, s):
+        a, b = roots(s, t)
+        return a * x + b * v, a * v - b * x
+
+    def weights_swapped(v, t, x, s):
+        a, b = roots(s, t)
+        return b * x - a * v, b * v + a * x
+
+    def noise_first(v, t, x, s):
+        return reference(v, t, x, s)[::-1]
+
+    return Exercise(
+        "v_to_x0_and_noise", reference, [(v, t, x, sched) for t in ts],
+        mistakes=[
+            Mistake(as_if_noise, "those are the noise-prediction formulas: v is not ε. Solve the "
+                                 "two equations x_t = √ᾱ·x0 + √(1−ᾱ)·ε and v = √ᾱ·ε − √(1−ᾱ)·x0 "
+                                 "for x0 and ε (multiply one by √ᾱ, the other by √(1−ᾱ), and "
+                                 "use ᾱ + (1−ᾱ) = 1)"),
+            Mistake(signs_flipped, "check the signs: put your x0 and ε back into v = √ᾱ·ε − "
+                                   "√(1−ᾱ)·x0 — the x0 term of v is negative"),
+            Mistake(weights_swapped, "the weights are swapped: at small t (ᾱ near 1) x_t is "
+                                     "almost x0, so x0 weighs x_t by √ᾱ"),
+            Mistake(noise_first, "right values, wrong order: return (x0, noise)"),
         ], atol=1e-4)

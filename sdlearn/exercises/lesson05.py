@@ -1,4 +1,5 @@
-"""Graders of lesson 05, the sampling loop: ``check.guidance`` and ``check.sample_by_hand``.
+"""Graders of lesson 05, the sampling loop: ``check.guidance``, ``check.sample_by_hand`` and
+``check.guided_prediction`` (a buggy guided UNet call to repair).
 
 The references are :func:`sdlearn.sampling.cfg_combine` and :func:`sdlearn.sampling.sample`,
 which the tests prove equal to diffusers; the mistakes are the loop with one step done wrong.
@@ -16,7 +17,14 @@ import torch
 
 from ..device import make_generator, randn
 from ..models import with_scheduler
-from ..sampling import cfg_combine, denoise, encode_prompts, initial_latents, sample
+from ..sampling import (
+    cfg_combine,
+    denoise,
+    encode_prompts,
+    guided_noise,
+    initial_latents,
+    sample,
+)
 from ..sizes import default_size
 from .common import grader, loop_tolerance, seeded_latents
 from .grading import Exercise, Mistake
@@ -105,7 +113,63 @@ def sample_by_hand(pipe) -> Exercise:
                                     "before the UNet — a no-op for PNDM and DDIM, essential for "
                                     "Euler and LMS"),
             Mistake(unscaled_noise, "multiply the starting noise by scheduler.init_noise_sigma (1 "
-                                    "for PNDM and DDIM, the σ of the first timestep for Euler)"),
+                                    "for PNDM and DDIM; for Euler √(σ_max² + 1) with Stable "
+                                    "Diffusion's \"leading\" spacing, the spread of its first, "
+                                    "noisiest latents)"),
             Mistake(cond_first, "the embeddings' order must match the chunks: [uncond, cond], "
                                 "then noise_pred.chunk(2) gives (uncond, cond)"),
+        ], atol=loop_tolerance(pipe), rtol=loop_tolerance(pipe))
+
+
+def buggy_guided_prediction(pipe, latents, t, uncond, cond, guidance_scale):
+    """One guided noise prediction, with two bugs in it (lesson 05's fix-the-bug exercise)."""
+    model_input = torch.cat([latents] * 2)
+    text = torch.cat([cond, uncond])
+    with torch.no_grad():
+        prediction = pipe.unet(model_input, t, encoder_hidden_states=text).sample
+    noise_uncond, noise_cond = prediction.chunk(2)
+    return noise_uncond + guidance_scale * (noise_cond - noise_uncond)
+
+
+@grader
+def guided_prediction(pipe) -> Exercise:
+    """Exercise (fix the bug): ``guided_prediction(pipe, latents, t, uncond, cond,
+    guidance_scale)`` → :func:`buggy_guided_prediction` repaired, equal to
+    :func:`sdlearn.sampling.guided_noise`. Graded with DDIM and with Euler, whose
+    ``scale_model_input`` is not a no-op; neither touches the learner's own pipeline."""
+    uncond, cond = encode_prompts(pipe, "a big green triangle at the bottom left on a white "
+                                        "background")
+
+    def case(name, seed, index):
+        p = with_scheduler(pipe, name)
+        p.scheduler.set_timesteps(10, device=pipe.device)
+        latents = seeded_latents(pipe, seed) * p.scheduler.init_noise_sigma
+        return (p, latents, p.scheduler.timesteps[index], uncond, cond, 7.5)
+
+    @torch.no_grad()
+    def reference(p, latents, t, uncond, cond, scale):
+        return guided_noise(p, latents, t, uncond, cond, scale)
+
+    @torch.no_grad()
+    def order_only(p, latents, t, uncond, cond, scale):
+        text = torch.cat([uncond, cond])
+        prediction = p.unet(torch.cat([latents] * 2), t, encoder_hidden_states=text).sample
+        noise_uncond, noise_cond = prediction.chunk(2)
+        return cfg_combine(noise_uncond, noise_cond, scale)
+
+    def scaling_only(p, latents, t, uncond, cond, scale):
+        return reference(p, latents, t, cond, uncond, scale)
+
+    return Exercise(
+        "guided_prediction", reference, [case("euler", 22, 0), case("ddim", 21, 2)],
+        mistakes=[
+            Mistake(buggy_guided_prediction, "this is still the version with both bugs: the "
+                                             "order of the two embeddings, and a scheduler call "
+                                             "missing before the UNet"),
+            Mistake(order_only, "the order is right now; still missing: "
+                                "pipe.scheduler.scale_model_input(model_input, t) before the "
+                                "UNet (a no-op for DDIM, a division by √(σ² + 1) for Euler)"),
+            Mistake(scaling_only, "the input is scaled now; still wrong: the text is stacked "
+                                  "[cond, uncond] but the chunks are read as (uncond, cond), so "
+                                  "guidance pushes away from the prompt"),
         ], atol=loop_tolerance(pipe), rtol=loop_tolerance(pipe))

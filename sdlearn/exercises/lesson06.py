@@ -1,5 +1,6 @@
-"""Graders of lesson 06, img2img: ``check.start_step``, ``check.noise_to_strength`` and
-``check.img2img_loop`` (which grades the lesson's ``img2img_by_hand``).
+"""Graders of lesson 06, img2img: ``check.start_step``, ``check.signal_kept``,
+``check.noise_to_strength`` and ``check.img2img_loop`` (which grades the lesson's
+``img2img_by_hand``).
 
 The loop's reference is :func:`sdlearn.editing.img2img`, which the tests prove equal to
 ``StableDiffusionImg2ImgPipeline``; the mistakes are img2img with one step done wrong.
@@ -15,7 +16,7 @@ import torch
 
 from .. import editing
 from ..device import make_generator, randn
-from ..models import with_scheduler
+from ..models import make_scheduler, with_scheduler
 from ..sampling import denoise, encode_prompts
 from ..shapes import Scene, ShapeObject, render_image
 from ..sizes import default_size
@@ -49,6 +50,67 @@ def start_step(pipe) -> Exercise:
                                         "strength), then subtract: int(steps * (1 - strength)) "
                                         "rounds differently"),
         ])
+
+
+def _as_number(fn):
+    """``fn`` with a one-element tensor answer read as a float (either is a fine answer)."""
+
+    def as_number(*args):
+        value = fn(*args)
+        return value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+
+    return as_number
+
+
+@grader
+def signal_kept(pipe) -> Exercise:
+    """Exercise (derive it): ``signal_kept(scheduler, steps, strength)`` → the factor √ᾱ_t on
+    the picture's latents at the first timestep img2img runs, for any scheduler."""
+    config = pipe.scheduler.config
+
+    def cases():
+        return [(make_scheduler(name, config), steps, strength)
+                for name, steps, strength in (("pndm", 10, 0.3), ("ddim", 10, 0.3),
+                                              ("pndm", 20, 1.0), ("euler", 25, 0.55))]
+
+    def abar(s, t):
+        return s.alphas_cumprod[t].float().item()
+
+    def alpha_bar(s, n, strength):
+        return abar(s, int(editing.img2img_timesteps(s, n, strength)[0]))
+
+    def noise_share(s, n, strength):
+        return (1 - alpha_bar(s, n, strength)) ** 0.5
+
+    def from_a_formula(s, n, strength):
+        run = min(int(n * strength), n)  # DDIM's leading spacing, without PNDM's repeat
+        step = s.config.num_train_timesteps // n
+        return abar(s, (run - 1) * step + s.config.steps_offset) ** 0.5
+
+    def last_timestep(s, n, strength):
+        s.set_timesteps(n)
+        return abar(s, int(s.timesteps[-1])) ** 0.5
+
+    def one_minus_strength(s, n, strength):
+        return 1 - strength
+
+    return Exercise(
+        "signal_kept", editing.signal_kept, cases,
+        mistakes=[
+            Mistake(alpha_bar, "that is ᾱ_t itself; the picture's latents are multiplied by "
+                               "its square root, √ᾱ_t (x_t = √ᾱ_t · x0 + √(1 − ᾱ_t) · ε)"),
+            Mistake(noise_share, "that is the factor on the noise, √(1 − ᾱ_t); the picture's "
+                                 "is √ᾱ_t"),
+            Mistake(from_a_formula, "read the first timestep from the scheduler's own list "
+                                    "(img2img_timesteps), not from a formula: PNDM lists one "
+                                    "timestep twice, so at the same strength it starts one "
+                                    "step earlier than DDIM"),
+            Mistake(last_timestep, "read ᾱ at the *first* timestep that runs, the noisiest "
+                                   "one, not the last"),
+            Mistake(one_minus_strength, "strength is a share of the *steps*, not of the "
+                                        "picture: find the first timestep that runs and read "
+                                        "scheduler.alphas_cumprod there"),
+        ], adapt=_as_number)
 
 
 @grader

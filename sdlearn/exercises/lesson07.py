@@ -1,8 +1,10 @@
-"""Graders of lesson 07, inpainting: ``check.latent_mask`` and ``check.put_back``.
+"""Graders of lesson 07, inpainting: ``check.latent_mask``, ``check.put_back`` and
+``check.inpaint_loop`` (which grades the lesson's ``inpaint_by_hand``).
 
-The references are :func:`sdlearn.masks.latent_mask` and :func:`sdlearn.editing.blend` (after
-``scheduler.add_noise``), which the tests prove equal to diffusers' inpainting pipeline. The
-graders are named after the exercises, so the package's functions are used by their module.
+The references are :func:`sdlearn.masks.latent_mask`, :func:`sdlearn.editing.blend` (after
+``scheduler.add_noise``) and :func:`sdlearn.editing.inpaint`, which the tests prove equal to
+diffusers' inpainting pipeline. The graders are named after the exercises, so the package's
+functions are used by their module.
 
 >>> import sdlearn
 >>> pipe = sdlearn.load_pipeline()
@@ -17,9 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import editing, masks
+from ..device import make_generator
+from ..models import with_scheduler
+from ..sampling import denoise, encode_prompts
 from ..schedulers import make_scheduler
+from ..shapes import Scene, ShapeObject, render_image
 from ..sizes import default_size
-from .common import grader, seeded_latents
+from .common import grader, loop_tolerance, seeded_latents
 from .grading import Check, Exercise, Mistake
 
 
@@ -60,6 +66,10 @@ def latent_mask(pipe) -> Exercise:
     def latent_shaped(got, expected, args) -> bool:
         return tuple(got.shape) == tuple(expected.shape)
 
+    # At factor 2, bilinear downsampling *is* the 2x2 average: one hint serves both.
+    distinct_bilinear = [Mistake(bilinear, "bilinear gives fractions on the edges; use "
+                                           "F.interpolate's default, nearest")] \
+        if pipe.vae_scale_factor > 2 else []
     return Exercise(
         "latent_mask", reference, lambda: _mask_cases(pipe),
         mistakes=[
@@ -72,8 +82,7 @@ def latent_mask(pipe) -> Exercise:
                                 "diffusers uses F.interpolate's default, nearest"),
             Mistake(averaged, "an average gives fractions on the edges; use F.interpolate "
                               "(nearest) so it stays 0 or 1"),
-            Mistake(bilinear, "bilinear gives fractions on the edges; use F.interpolate's "
-                              "default, nearest"),
+            *distinct_bilinear,
         ],
         checks=[Check(latent_shaped, "the latent mask has shape (1, 1, height // factor, "
                                      "width // factor)")])
@@ -135,3 +144,87 @@ def put_back(pipe) -> Exercise:
             Mistake(everything_replaced, "that replaces everything: keep the new latents where "
                                          "the mask is 1"),
         ])
+
+
+def _inpaint(pipe, image, mask, prompt, strength=1.0, steps=25, guidance_scale=7.5, seed=0):
+    """The reference: :func:`sdlearn.editing.inpaint` with the exercise's arguments."""
+    return editing.inpaint(pipe, image, mask, prompt, strength=strength, steps=steps,
+                           guidance_scale=guidance_scale, generator=make_generator(seed))
+
+
+@torch.no_grad()
+def _inpaint_wrongly(pipe, image, mask, prompt, strength, steps, guidance_scale, seed, *,
+                     how: str):
+    """:func:`sdlearn.editing.inpaint` with one typical mistake, named by ``how``."""
+    generator = make_generator(seed)
+    scheduler = pipe.scheduler
+    timesteps = editing.img2img_timesteps(scheduler, steps, strength)
+    x = editing.prepare_image(pipe, image)
+    m = masks.latent_mask(masks.check_mask(mask, image), pipe.vae_scale_factor).to(x)
+    uncond, cond = encode_prompts(pipe, prompt)
+    init, noise = editing.encode_image(pipe, x, generator)
+    init = init.contiguous()
+    if strength == 1.0 and how != "add_noise_at_full_strength":
+        latents = noise if how == "unscaled_noise" else noise * scheduler.init_noise_sigma
+    else:
+        latents = scheduler.add_noise(init, noise, timesteps[:1])
+
+    def on_step(i, t, stepped, noise_pred):
+        if how == "nothing_put_back":
+            return stepped
+        last = i == len(timesteps) - 1
+        if how == "clean_original":
+            known = init
+        elif how == "current_level":
+            known = scheduler.add_noise(init, noise, t.reshape(1))
+        else:
+            known = init if last else scheduler.add_noise(init, noise, timesteps[i + 1:i + 2])
+        if how == "mask_swapped":
+            return editing.blend(known, stepped, m)
+        return editing.blend(stepped, known, m)
+
+    return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator,
+                   on_step=on_step)
+
+
+@grader
+def inpaint_loop(pipe) -> Exercise:
+    """Exercise: ``inpaint_by_hand(pipe, image, mask, prompt, strength, steps,
+    guidance_scale, seed)`` → the final latents, as ``StableDiffusionInpaintPipeline`` makes
+    them with a 4-channel UNet (blending)."""
+    size = default_size(pipe)
+    scene = Scene("white", [ShapeObject("circle", "red", "big", "left"),
+                            ShapeObject("square", "blue", "small", "top right")])
+    image = render_image(scene, size)
+    mask = masks.object_box(scene, 0, size, margin=size / 16)
+    prompt = "a big green triangle on the left and a small blue square at the top right"
+    euler = with_scheduler(pipe, "euler")
+
+    def wrong(how):
+        def mistake(*args):
+            return _inpaint_wrongly(*args, how=how)
+        return mistake
+
+    return Exercise(
+        "inpaint_loop", _inpaint, [(pipe, image, mask, prompt, 1.0, 4, 7.5, 0),
+                                   (euler, image, mask, prompt, 1.0, 4, 7.5, 1),
+                                   (pipe, image, mask, prompt, 0.75, 4, 7.5, 2)],
+        mistakes=[
+            Mistake(wrong("nothing_put_back"), "after each step, put the kept region back "
+                                               "with your put_back: without it this is plain "
+                                               "text-to-image (or img2img) on the whole picture"),
+            Mistake(wrong("clean_original"), "put back the original noised to the next "
+                                             "timestep (pass next_t to put_back), not the clean "
+                                             "one — clean only after the last step"),
+            Mistake(wrong("current_level"), "after the step from t the latents are at the level "
+                                            "of the *next* timestep: put_back(..., "
+                                            "timesteps[i + 1], ...), None after the last"),
+            Mistake(wrong("mask_swapped"), "the mask is 1 where we repaint: the new latents go "
+                                           "there, the original everywhere else"),
+            Mistake(wrong("add_noise_at_full_strength"),
+                    "at strength 1 diffusers starts from pure noise, noise * "
+                    "scheduler.init_noise_sigma, not from add_noise of the picture"),
+            Mistake(wrong("unscaled_noise"), "multiply the starting noise by "
+                                             "scheduler.init_noise_sigma (it is 1 for DDIM and "
+                                             "PNDM, not for Euler)"),
+        ], atol=loop_tolerance(pipe), rtol=loop_tolerance(pipe))

@@ -1,4 +1,5 @@
-"""Graders of lesson 08, speed: ``check.cold_and_warm`` and ``check.weights_bytes``.
+"""Graders of lesson 08, speed: ``check.cold_and_warm``, ``check.weights_bytes`` and
+``check.overall_speedup``.
 
 The bytes' reference is :func:`sdlearn.speed.weights_bytes`; the timing is graded on calls
 whose durations are known, with clocks that leave out what a busy machine adds to them.
@@ -136,3 +137,43 @@ def weights_bytes(pipe) -> Exercise:
             Mistake(in_mib, "return bytes, not MiB"),
             Mistake(in_mb, "return bytes, not MB"),
         ], atol=0, rtol=0)
+
+
+@grader
+def overall_speedup(pipe) -> Exercise:
+    """Exercise (derive it): ``overall_speedup(parts, part, factor)`` → how much faster the whole
+    call gets when only ``parts[part]`` (seconds) runs ``factor`` times faster (Amdahl's law)."""
+    measured = {"text encoder": 0.006, "UNet steps": 0.134, "VAE decode": 0.017,
+                "the rest": 0.014}
+    tenth = {"text encoder": 0.02, "UNet steps": 0.5, "VAE decode": 0.3, "the rest": 0.18}
+
+    def reference(parts, part, factor):
+        total = sum(parts.values())
+        return total / (total - parts[part] + parts[part] / factor)
+
+    def everything_faster(parts, part, factor):
+        return factor
+
+    def share_times_factor(parts, part, factor):
+        return factor * parts[part] / sum(parts.values())
+
+    def inverted(parts, part, factor):
+        return 1 / reference(parts, part, factor)
+
+    def time_saved(parts, part, factor):
+        return parts[part] - parts[part] / factor
+
+    return Exercise(
+        "overall_speedup", reference, [(measured, "UNet steps", 1.45), (tenth, "UNet steps", 4.0),
+                                       (tenth, "VAE decode", 2.0)],
+        mistakes=[
+            Mistake(everything_faster, "only one part gets faster: the others take as long as "
+                                       "before, so the whole gains less than the part"),
+            Mistake(share_times_factor, "work out the new total: the other parts unchanged plus "
+                                        "parts[part] / factor; the speed-up is old total / new "
+                                        "total"),
+            Mistake(inverted, "upside down: a speed-up is old time / new time, above 1 when "
+                              "faster"),
+            Mistake(time_saved, "that is the time saved, in seconds; return the ratio old total "
+                                "/ new total"),
+        ])
