@@ -183,33 +183,27 @@ def encode_by_hand(pipe) -> Exercise:
     def reference(input_ids, text_encoder):
         return run_text_encoder(text_encoder, input_ids)
 
-    def embedded(input_ids, e):
-        positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
-        return e.embeddings.token_embedding(input_ids) + e.embeddings.position_embedding(
-            positions)[None]
-
     @torch.no_grad()
-    def no_positions(input_ids, e):
+    def encoded(input_ids, e, *, positions=True, mask=True, final_norm=True):
+        """The encoder by hand, with one of its parts left out at will: the typical mistakes."""
         hidden = e.embeddings.token_embedding(input_ids)
-        mask = causal_mask(input_ids.shape[-1], dtype=hidden.dtype, device=hidden.device)
+        if positions:
+            where = torch.arange(input_ids.shape[-1], device=input_ids.device)
+            hidden = hidden + e.embeddings.position_embedding(where)[None]
+        causal = causal_mask(input_ids.shape[-1], dtype=hidden.dtype, device=hidden.device) \
+            if mask else None
         for layer in e.encoder.layers:
-            hidden = layer(hidden, mask)
-        return e.final_layer_norm(hidden)
+            hidden = layer(hidden, causal)
+        return e.final_layer_norm(hidden) if final_norm else hidden
 
-    @torch.no_grad()
+    def no_positions(input_ids, e):
+        return encoded(input_ids, e, positions=False)
+
     def no_mask(input_ids, e):
-        hidden = embedded(input_ids, e)
-        for layer in e.encoder.layers:
-            hidden = layer(hidden, None)
-        return e.final_layer_norm(hidden)
+        return encoded(input_ids, e, mask=False)
 
-    @torch.no_grad()
     def no_final_norm(input_ids, e):
-        hidden = embedded(input_ids, e)
-        mask = causal_mask(input_ids.shape[-1], dtype=hidden.dtype, device=hidden.device)
-        for layer in e.encoder.layers:
-            hidden = layer(hidden, mask)
-        return hidden
+        return encoded(input_ids, e, final_norm=False)
 
     return Exercise(
         "encode_by_hand", reference, [(ids.to(enc.device), enc)],
