@@ -136,6 +136,19 @@ def test_a_run_from_before_a_new_phase_resumes(cfg):
     Trainer(cfg)  # accepted: the phase has not run yet
 
 
+def test_a_run_from_before_an_architecture_field_resumes(cfg):
+    Trainer(cfg)
+    path = Path(cfg.out) / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["arch"]["unet_linear_projection"]  # as saved before SD 2.x's conventions
+    path.write_text(json.dumps(saved))
+    Trainer(cfg)  # accepted: the default is what that version built
+    saved["arch"]["unet_channels"] = [16, 32]
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="arch differ"):
+        Trainer(cfg)
+
+
 def test_a_run_from_before_caption_noise_keeps_exact_captions(cfg):
     Trainer(TrainConfig(**{**cfg.__dict__, "caption_noise": 0.0}))
     path = Path(cfg.out) / "config.json"

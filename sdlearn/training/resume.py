@@ -10,6 +10,8 @@ but for these:
 - ``SETTINGS_ADDED``: a setting added to an existing phase; a run saved before it existed ran
   with the value given here. A saved run that lacks any other setting predates the phase the
   setting belongs to, which has not run yet.
+- An architecture field added since the run began (SD 2.x's conventions, say) was built with
+  the field's default, which keeps the earlier behaviour: a saved ``arch`` lacking it has it.
 
 Changes that shape what comes next are logged (``"settings"`` records) and go into the record,
 so that the run can be repeated exactly. (Logs of old versions are read by
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..architectures import TinyArchitecture, architecture_dict
 from .checkpoints import checkpoint_meta
 from .config import TrainConfig
 
@@ -52,6 +55,8 @@ def check_resumable(cfg: TrainConfig, out: Path) -> tuple[dict, dict]:
     if not saved.exists():
         return {}, {}
     old = {**SETTINGS_ADDED, **json.loads(saved.read_text())}
+    if isinstance(old.get("arch"), dict):
+        old["arch"] = {**architecture_dict(TinyArchitecture()), **old["arch"]}
     new = cfg.to_dict()
     changed = sorted(k for k in new if k not in RESUMABLE and k in old and old[k] != new[k])
     if changed:
