@@ -13,7 +13,7 @@ import os as _os
 _os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from .architectures import build_pipeline  # noqa: E402
-from .device import get_device, make_generator  # noqa: E402
+from .device import get_device, make_generator, make_generators  # noqa: E402
 from .images import (  # noqa: E402
     image_grid,
     show_image,
@@ -45,7 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ModelNotFoundError", "PromptTruncatedWarning", "build_pipeline", "count_tokens",
     "embedded_model_path", "get_device", "image_grid", "is_shapes_model", "load_pipeline",
-    "load_tokenizer", "make_generator", "make_scheduler", "model_info",
+    "load_tokenizer", "make_generator", "make_generators", "make_scheduler", "model_info",
     "show_image", "show_images", "to_numpy", "to_pil", "to_tensor", "tokenize", "tokens_table",
     "upscale", "with_scheduler",
 ]

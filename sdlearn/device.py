@@ -12,6 +12,8 @@ ValueError: device='meta' holds no data (a meta tensor has a shape but no number
 42
 >>> bool((randn((2, 3), make_generator(0)) == randn((2, 3), make_generator(0))).all())
 True
+>>> [g.initial_seed() for g in make_generators(range(3))]
+[0, 1, 2]
 """
 
 from __future__ import annotations
@@ -70,16 +72,33 @@ def make_generator(seed: int, device: str = "cpu"):
     return torch.Generator(device).manual_seed(int(seed))
 
 
+def make_generators(seeds, device: str = "cpu") -> list:
+    """One fresh generator per seed, for a batch: ``generator=make_generators(range(8))``.
+
+    Each picture of the batch is then the picture its seed gives alone (up to rounding).
+    A generator is used up as it draws, so make new ones for every call.
+    """
+    return [make_generator(seed, device) for seed in seeds]
+
+
 def randn(shape, generator=None, *, device=None, dtype=None):
     """Standard normal noise of ``shape``, drawn on the generator's device, moved to ``device``.
 
     This is how diffusers draws its noise (``randn_tensor``): a CPU generator gives the same
     numbers whatever device the model is on, so a seed means the same noise on every machine (the
     picture made from it can still differ in the last bit between machines and thread counts).
-    Without a generator the noise is drawn on ``device`` from torch's global generator.
+    Without a generator the noise is drawn on ``device`` from torch's global generator. A list
+    of generators, one per row of the batch, draws each row from its own, as diffusers does: a
+    picture's noise is then the same in a batch as alone.
     """
     import torch
 
+    if isinstance(generator, list):
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}: give "
+                             "one per picture, or a single generator")
+        return torch.cat([randn((1, *shape[1:]), g, device=device, dtype=dtype)
+                          for g in generator])
     where = generator.device if generator is not None else device
     noise = torch.randn(shape, generator=generator, device=where, dtype=dtype)
     return noise if device is None else noise.to(device)

@@ -197,11 +197,7 @@ def _initial_latents(pipe, batch, height, width, generator):
     if len(generators) != batch:
         raise ValueError(f"got {len(generators)} generators for a batch of {batch}: give one "
                          "per image, or a single generator")
-    where = {"device": pipe.device, "dtype": pipe.unet.dtype}
-    if isinstance(generator, list):
-        noise = torch.cat([randn(shape, g, **where) for g in generators])
-    else:
-        noise = randn((batch, *shape[1:]), generator, **where)
+    noise = randn((batch, *shape[1:]), generator, device=pipe.device, dtype=pipe.unet.dtype)
     return noise * pipe.scheduler.init_noise_sigma
 
 

@@ -72,9 +72,31 @@ def test_tensor_images_use_the_minus_one_to_one_convention(tiny_pipe):
         prepare_image(tiny_pipe, torch.zeros(1, 4, 8, 8))
 
 
-def test_one_prompt_at_a_time(tiny_pipe):
-    with pytest.raises(ValueError, match="prompt must be one string.*list"):
-        img2img(tiny_pipe, Image.new("RGB", (64, 64)), ["a", "b"], steps=2, strength=0.5)
+def test_a_batch_is_the_separate_calls(tiny_pipe):
+    pictures = [render_image(random_scene(i), 64) for i in range(3)]
+    prompts = ["a big blue circle", "a red square", "something green"]
+    alone = torch.cat([img2img(tiny_pipe, im, p, strength=0.6, steps=6,
+                               generator=make_generator(i))
+                       for i, (im, p) in enumerate(zip(pictures, prompts, strict=True))])
+    batch = img2img(tiny_pipe, pictures, prompts, strength=0.6, steps=6,
+                    generator=[make_generator(i) for i in range(3)])
+    torch.testing.assert_close(batch, alone, atol=1e-4, rtol=0)  # up to the batch's rounding
+    one_prompt = img2img(tiny_pipe, pictures[:2], prompts[0], strength=0.6, steps=6,
+                         generator=[make_generator(i) for i in range(2)])
+    torch.testing.assert_close(one_prompt[0], batch[0], atol=1e-4, rtol=0)
+
+
+def test_prompts_and_generators_must_match_the_pictures(tiny_pipe):
+    picture = Image.new("RGB", (64, 64))
+    with pytest.raises(ValueError, match="2 prompts for 1 pictures: give one prompt per"):
+        img2img(tiny_pipe, picture, ["a", "b"], steps=2, strength=0.5)
+    with pytest.raises(ValueError, match="3 generators for 2 pictures"):
+        img2img(tiny_pipe, [picture] * 2, "a", steps=2, strength=0.5,
+                generator=[make_generator(i) for i in range(3)])
+    with pytest.raises(ValueError, match="prompt must be a string, or a list of strings"):
+        img2img(tiny_pipe, picture, ("a",), steps=2, strength=0.5)
+    with pytest.raises(ValueError, match="image is an empty list"):
+        img2img(tiny_pipe, [], "a", steps=2, strength=0.5)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])

@@ -150,6 +150,26 @@ def test_resampling_repeats_steps_and_needs_ddim(tiny_pipe):
         inpaint(pipe, image, mask, "x", steps=4, num_resamples=0)
 
 
+def test_a_batch_of_edits_is_the_separate_calls(tiny_pipe):
+    pipe = with_scheduler(tiny_pipe, "ddim")
+    pictures = [render_image(random_scene(i), 64) for i in range(3)]
+    masks = [rectangle(64, 8 * i, 8 * i + 24, 16, 48) for i in range(3)]
+    prompts = ["a green triangle", "a red circle", "a blue square"]
+    for resamples in (1, 2):  # resampling draws its noise per picture too
+        edits = enumerate(zip(pictures, masks, prompts, strict=True))
+        alone = torch.cat([inpaint(pipe, im, m, p, steps=4, num_resamples=resamples,
+                                   generator=make_generator(i)) for i, (im, m, p) in edits])
+        batch = inpaint(pipe, pictures, masks, prompts, steps=4, num_resamples=resamples,
+                        generator=[make_generator(i) for i in range(3)])
+        torch.testing.assert_close(batch, alone, atol=1e-4, rtol=0)
+    shared = inpaint(pipe, pictures[:2], masks[0], prompts[0], steps=4,  # one mask, one prompt
+                     generator=[make_generator(i) for i in range(2)])
+    first = inpaint(pipe, pictures[0], masks[0], prompts[0], steps=4, generator=make_generator(0))
+    torch.testing.assert_close(shared[:1], first, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="2 masks for 3 pictures"):
+        inpaint(pipe, pictures, masks[:2], prompts, steps=2)
+
+
 def test_renoise_matches_the_forward_process_statistics(tiny_pipe):
     sched = make_scheduler("ddim", tiny_pipe.scheduler.config)
     x = torch.full((1, 4, 64, 64), 2.0)  # not zero: the kept share's scaling is checked too
