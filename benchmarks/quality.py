@@ -101,13 +101,14 @@ def underspecified_prompts(n: int, seed0: int = EVAL_SEED0) -> list:
     return prompts
 
 
-def partial_adherence(pipe, readings, guidance, progress=None) -> list[bool]:
+def partial_adherence(pipe, readings, guidance, progress=None, steps: int = STEPS) -> list[bool]:
     """For each prompt, whether its picture has every named attribute (one picture each)."""
-    images = generate(pipe, [r.text for r in readings], guidance, progress=progress)
+    images = generate(pipe, [r.text for r in readings], guidance, progress=progress, steps=steps)
     return [score_prompt(img, r).correct for img, r in zip(images, readings, strict=True)]
 
 
-def diversity(pipe, readings, guidance, seeds: int = 16, progress=None) -> dict:
+def diversity(pipe, readings, guidance, seeds: int = 16, progress=None,
+              steps: int = STEPS) -> dict:
     """Distinct pictures per prompt over ``seeds`` seeds, and how unnamed attributes spread.
 
     ``spread``: for each attribute the first wanted object leaves open (and the background),
@@ -120,7 +121,7 @@ def diversity(pipe, readings, guidance, seeds: int = 16, progress=None) -> dict:
     world = {a: Counter() for a in seen}
     for k, reading in enumerate(readings):
         images = generate(pipe, [reading.text] * seeds, guidance, seed=1000 * k,
-                          progress=progress)
+                          progress=progress, steps=steps)
         distinct.append(len({picture_reading(img) for img in images}))
         scores = [score_prompt(img, reading) for img in images]
         first = [s.matches[0][1] for s in scores]
@@ -144,20 +145,20 @@ def diversity(pipe, readings, guidance, seeds: int = 16, progress=None) -> dict:
             "spread": spread}
 
 
-def seed_difference(pipe, scenes) -> float:
+def seed_difference(pipe, scenes, steps: int = STEPS) -> float:
     """Mean pixel difference (in 1/255) between two seeds' pictures of each full caption."""
     prompts = [caption(s) for s in scenes]
-    a = generate(pipe, prompts, GUIDANCE, seed=0)
-    b = generate(pipe, prompts, GUIDANCE, seed=len(prompts))
+    a = generate(pipe, prompts, GUIDANCE, seed=0, steps=steps)
+    b = generate(pipe, prompts, GUIDANCE, seed=len(prompts), steps=steps)
     return statistics.mean(float(np.abs(np.asarray(x, float) - np.asarray(y, float)).mean())
                            for x, y in zip(a, b, strict=True))
 
 
-def free_prompt_examples(pipe, seeds: int = 4) -> list[dict]:
+def free_prompt_examples(pipe, seeds: int = 4, steps: int = STEPS) -> list[dict]:
     """What the scorer reads in pictures of the prompts a new user types first."""
     examples = []
     for k, text in enumerate(FREE_PROMPTS):
-        images = generate(pipe, [text] * seeds, GUIDANCE, seed=100 * k)
+        images = generate(pipe, [text] * seeds, GUIDANCE, seed=100 * k, steps=steps)
         scores = [score_prompt(img, text) for img in images]
         examples.append({"prompt": text, "followed": sum(s.correct for s in scores),
                          "of": seeds, "distinct": len({picture_reading(i) for i in images}),
@@ -165,10 +166,10 @@ def free_prompt_examples(pipe, seeds: int = 4) -> list[dict]:
     return examples
 
 
-def seconds_per_image(pipe, repeats: int = 5):
+def seconds_per_image(pipe, repeats: int = 5, steps: int = STEPS):
     """Median seconds of one picture through the pipeline, after a warm-up call."""
     prompt = caption(held_out_scenes(1, 2)[0])
-    return measure(lambda: pipe(prompt, num_inference_steps=STEPS, guidance_scale=GUIDANCE,
+    return measure(lambda: pipe(prompt, num_inference_steps=steps, guidance_scale=GUIDANCE,
                                 generator=make_generator(0)),
                    repeats=repeats, device=pipe.device).median
 
@@ -189,14 +190,18 @@ def main():
     parser.add_argument("--seeds", type=int, default=16, help="seeds per diversity prompt")
     parser.add_argument("--sweep-diversity-n", type=int, default=20,
                         help="diversity prompts per sweep point (the trade-off curve)")
+    parser.add_argument("--steps", type=int, default=STEPS,
+                        help=f"sampling steps per picture (default {STEPS}, the figures' setting;"
+                             " fewer only for a smoke run)")
     parser.add_argument("--validation", action="store_true",
                         help="the validation scenes, not the evaluation set")
     parser.add_argument("--out", type=Path,
                         help="also write the figures, dated and with the machine, as JSON here")
     args = parser.parse_args()
-    if min(args.n, args.vae_n, args.partial_n, args.diversity_n, args.seeds) < 1 or min(
+    if min(args.n, args.vae_n, args.partial_n, args.diversity_n, args.seeds, args.steps) < 1 or min(
             args.sweep_n, args.sweep_diversity_n) < 0:
-        parser.error("--n, --vae-n, --partial-n, --diversity-n and --seeds must be 1 or more, "
+        parser.error("--n, --vae-n, --partial-n, --diversity-n, --seeds and --steps must be 1 or "
+                     "more, "
                      "--sweep-n and --sweep-diversity-n 0 or more")
     pipe = load_pipeline(args.model, device="cpu")
     pipe.set_progress_bar_config(disable=True)
@@ -207,15 +212,16 @@ def main():
     # same prompts and seeds, so the same images; they are not made twice.
     new_points = [g for g in SWEEP if g != GUIDANCE] if sweep_n else []
     progress = tqdm(total=2 * args.n + 2 * sweep_n * len(new_points), desc="images", unit="img")
-    a1, rates1, right1 = adherence(pipe, single, GUIDANCE, progress)
-    a2, rates2, right2 = adherence(pipe, two, GUIDANCE, progress)
+    steps = args.steps
+    a1, rates1, right1 = adherence(pipe, single, GUIDANCE, progress, steps=steps)
+    a2, rates2, right2 = adherence(pipe, two, GUIDANCE, progress, steps=steps)
     sweep = {}
     for g in SWEEP if sweep_n else ():
         if g == GUIDANCE:
             s1, s2 = (statistics.mean(r[:sweep_n]) for r in (right1, right2))
         else:
-            s1 = adherence(pipe, single[:sweep_n], g, progress)[0]
-            s2 = adherence(pipe, two[:sweep_n], g, progress)[0]
+            s1 = adherence(pipe, single[:sweep_n], g, progress, steps=steps)[0]
+            s2 = adherence(pipe, two[:sweep_n], g, progress, steps=steps)[0]
         sweep[str(g)] = {"single": round(s1, 3), "two": round(s2, 3)}
     progress.close()
     # Prompts that say less: adherence to what they name, and what the seed does with the rest.
@@ -225,15 +231,15 @@ def main():
     total = (len(partial) + len(varied) * args.seeds
              + len(new_points) * (per_point[0] + per_point[1] * args.seeds))
     progress = tqdm(total=total, desc="loose prompts", unit="img")
-    right_partial = partial_adherence(pipe, partial, GUIDANCE, progress)
-    spread = diversity(pipe, varied, GUIDANCE, args.seeds, progress)
+    right_partial = partial_adherence(pipe, partial, GUIDANCE, progress, steps)
+    spread = diversity(pipe, varied, GUIDANCE, args.seeds, progress, steps)
     for g in SWEEP if sweep_n else ():
         if g == GUIDANCE:  # the main figures' first prompts and seeds: the same pictures
             right, distinct = right_partial[:per_point[0]], spread["per_prompt"][:per_point[1]]
         else:
-            right = partial_adherence(pipe, partial[:per_point[0]], g, progress)
+            right = partial_adherence(pipe, partial[:per_point[0]], g, progress, steps)
             distinct = diversity(pipe, varied[:per_point[1]], g, args.seeds,
-                                 progress)["per_prompt"] if per_point[1] else []
+                                 progress, steps)["per_prompt"] if per_point[1] else []
         sweep[str(g)]["partial"] = round(statistics.mean(right), 3) if right else None
         sweep[str(g)]["distinct_pictures"] = (round(statistics.mean(distinct), 2) if distinct
                                               else None)
@@ -241,7 +247,7 @@ def main():
     vae_psnr, recon_right = vae_quality(pipe, args.vae_n, seed0)
     result = {
         "model": pipe.name_or_path, "scenes": "validation" if args.validation else "evaluation",
-        "steps": STEPS, "guidance": GUIDANCE,
+        "steps": steps, "guidance": GUIDANCE,
         "scheduler": type(pipe.scheduler).__name__, "n_single": args.n, "n_two": args.n,
         "n_vae": args.vae_n,
         "adherence_single": round(a1, 3), "adherence_two": round(a2, 3),
@@ -250,11 +256,11 @@ def main():
         "guidance_sweep": sweep,
         "n_partial": len(partial), "adherence_partial": round(statistics.mean(right_partial), 3),
         "diversity": spread,
-        "full_caption_seed_difference": round(seed_difference(pipe, two[:20]), 2),
-        "free_prompt_examples": free_prompt_examples(pipe),
+        "full_caption_seed_difference": round(seed_difference(pipe, two[:20], steps), 2),
+        "free_prompt_examples": free_prompt_examples(pipe, steps=steps),
         "vae_psnr": round(vae_psnr, 2), "scorer_on_reconstructions": round(recon_right, 3),
         "scaling_factor": pipe.vae.config.scaling_factor,
-        "seconds_per_image": round(seconds_per_image(pipe), 3),
+        "seconds_per_image": round(seconds_per_image(pipe, steps=steps), 3),
         "numpy": np.__version__,  # the rest of the machine is in the record's "machine"
     }
     print(json.dumps(result))

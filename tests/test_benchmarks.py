@@ -49,9 +49,9 @@ def test_quality_prints_every_field(small_model_dir, tmp_path):
     figures = run_script("quality.py", "--model", str(small_model_dir), "--n", "2",
                          "--sweep-n", "1", "--vae-n", "3", "--validation", "--partial-n", "2",
                          "--diversity-n", "2", "--seeds", "2", "--sweep-diversity-n", "1",
-                         "--out", str(tmp_path / "q.json"))
+                         "--steps", "3", "--out", str(tmp_path / "q.json"))
     _recorded(tmp_path / "q.json", figures)
-    assert figures["scenes"] == "validation" and figures["n_vae"] == 3
+    assert figures["scenes"] == "validation" and figures["n_vae"] == 3 and figures["steps"] == 3
     for key in ("adherence_single", "adherence_two", "scorer_on_reconstructions"):
         assert 0 <= figures[key] <= 1, key
     assert figures["vae_psnr"] > 0 and figures["seconds_per_image"] > 0
