@@ -4,9 +4,12 @@ A :class:`Setting` changes a deep copy of the pipeline (precision, attention, me
 ``torch.compile``, the memory savers); :func:`speed_table` times every setting on the same
 prompt and seed, and compares each picture with the first setting's.
 
->>> [s.name for s in settings("cpu", compile=False)]  # doctest: +NORMALIZE_WHITESPACE
+>>> [s.name for s in settings("cpu", compile=False, bf16_units=True)]
+... # doctest: +NORMALIZE_WHITESPACE
 ["float32 (diffusers' defaults)", 'classic attention (no SDPA)', 'channels_last',
  'bfloat16 weights', 'autocast bfloat16']
+>>> [s.name for s in settings("cpu", compile=False, bf16_units=False)][-1]
+'bfloat16 weights'
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..quiet import quiet_loading
+from .threads import bf16_instructions
 from .timing import measure
 
 
@@ -66,17 +70,27 @@ def _chain(*steps):
     return apply
 
 
-def settings(device="cpu", *, compile: bool = True) -> list[Setting]:
+def settings(device="cpu", *, compile: bool = True, bf16_units: bool | None = None
+             ) -> list[Setting]:
     """The settings lesson 08 compares, for ``device`` (float16 only on a GPU: CPUs rarely
-    have float16 matrix units, and bfloat16 already shows what half precision does there)."""
-    half = torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+    have float16 matrix units, and bfloat16 already shows what half precision does there).
+
+    On a CPU without bfloat16 instructions (``bf16_units`` False; None: look at this CPU's,
+    :func:`sdlearn.speed.bf16_instructions`) bfloat16 is emulated: one row shows what that
+    costs, and autocast, emulated the same way, is left out.
+    """
+    cpu = torch.device(device).type == "cpu"
+    half = torch.bfloat16 if cpu else torch.float16
+    if bf16_units is None:
+        bf16_units = not cpu or bool(bf16_instructions())
     rows = [
         Setting("float32 (diffusers' defaults)", lambda p: p),
         Setting("classic attention (no SDPA)", _plain_attention),
         Setting("channels_last", _channels_last),
         Setting("bfloat16 weights", _cast(torch.bfloat16)),
-        Setting("autocast bfloat16", lambda p: p, autocast=torch.bfloat16),
     ]
+    if bf16_units:
+        rows.append(Setting("autocast bfloat16", lambda p: p, autocast=torch.bfloat16))
     if torch.device(device).type == "cuda":
         rows.append(Setting("float16 weights", _cast(torch.float16)))
     if compile:
