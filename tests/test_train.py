@@ -2,11 +2,13 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sdlearn import is_shapes_model, load_pipeline, make_generator
-from sdlearn.shapes import caption, perturb, random_scene
+from sdlearn.shapes import caption, perturb, random_scene, render_image
 from sdlearn.training import TrainConfig, Trainer
 from sdlearn.training import loop as loop_module
 from sdlearn.training.checkpoints import load_checkpoint, save_checkpoint
@@ -348,3 +350,48 @@ def test_init_from_must_be_a_pipeline_of_the_runs_architecture(tmp_path, small_a
     cfg.init_from = str(reference_run / "pipeline")
     with pytest.raises(ValueError, match="text_encoder has another architecture"):
         Trainer(cfg).run()
+
+
+def test_an_inpainting_model_is_made_from_a_trained_one(tmp_path, small_arch, reference_run):
+    from diffusers import StableDiffusionInpaintPipeline
+
+    from sdlearn.models import quiet_loading
+
+    source = reference_run / "pipeline"
+    cfg = small_config(tmp_path / "inpaint", small_arch)
+    cfg.init_from, cfg.task = str(source), "inpainting"
+    folder = Trainer(cfg).run()
+    with quiet_loading():  # diffusers' own class loads it, without sdlearn
+        inpaint = StableDiffusionInpaintPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+    base = load_pipeline(source)
+    assert inpaint.unet.config.in_channels == 9
+    assert inpaint.vae.config.scaling_factor == base.vae.config.scaling_factor
+    assert all(torch.equal(a, b) for a, b in zip(base.text_encoder.state_dict().values(),
+                                                 inpaint.text_encoder.state_dict().values(),
+                                                 strict=True))  # the text encoder is kept
+    kept = inpaint.unet.conv_in.weight[:, :4].float()
+    assert not torch.equal(kept, base.unet.conv_in.weight.float())  # fine-tuned
+    assert inpaint.unet.conv_in.weight[:, 4:].abs().sum() > 0  # the new channels learned
+    assert "--task inpainting" in json.loads((folder / "sdlearn.json").read_text())["command"]
+    image = render_image(random_scene(1), small_arch.image_size)
+    mask = Image.new("L", image.size, 0)
+    mask.paste(255, (0, 0, image.width // 2, image.height))
+    inpaint.set_progress_bar_config(disable=True)
+    out = inpaint("a red circle", image=image, mask_image=mask, num_inference_steps=2,
+                  generator=make_generator(0)).images[0]
+    assert out.size == image.size
+    with pytest.raises(ValueError, match="task=inpainting fine-tunes a trained model"):
+        TrainConfig(task="inpainting").validate()
+
+
+def test_random_masks_cover_every_kind():
+    from sdlearn.training.inpainting import MASK_KINDS, random_mask
+
+    rng = random.Random(0)
+    scene = random_scene(3)
+    masks = [random_mask(rng, scene, 64) for _ in range(300)]
+    shares = [m.mean() for m in masks]
+    assert all(m.shape == (64, 64) and set(np.unique(m)) <= {0.0, 1.0} for m in masks)
+    assert abs(sum(s == 1.0 for s in shares) / len(masks) - MASK_KINDS["all"]) < 0.05
+    assert sum(0 < s < 1 for s in shares) > 0.8 * len(masks)  # most repaint a part
+    assert min(s for s in shares if s > 0) < 0.05 and max(s for s in shares if s < 1) > 0.3

@@ -24,6 +24,7 @@ from ..schedulers import SCHEDULERS, check_scheduler_name
 from ..sizes import check_size
 
 CAPTIONS = ("full", "loose")  # how training captions describe their pictures
+TASKS = ("text2img", "inpainting")  # what the UNet phase trains (training/inpainting.py)
 
 # Settings that count something: 0 would fail late, or train nothing.
 COUNTS = ("n_train", "vae_steps", "unet_steps", "vae_batch", "unet_batch", "scale_samples",
@@ -60,6 +61,9 @@ class TrainConfig:
     # people's do (sdlearn.shapes.loose_caption), so the seed decides what they leave open
     captions: str = "full"
     init_from: str | None = None   # a trained pipeline folder to start from (training/init.py)
+    # "inpainting": the UNet widened to 9 input channels and fine-tuned on random masks, the
+    # text encoder kept (needs init_from); the result is a StableDiffusionInpaintPipeline folder
+    task: str = "text2img"
     min_snr_gamma: float = 5.0     # Min-SNR loss weighting (Hang et al. 2023)
     ema_decay: float = 0.999
     warmup_steps: int = 200
@@ -113,6 +117,11 @@ class TrainConfig:
         if self.captions not in CAPTIONS:
             raise ValueError(f"{name('captions')}={self.captions!r}: use one of "
                              f"{', '.join(CAPTIONS)}")
+        if self.task not in TASKS:
+            raise ValueError(f"{name('task')}={self.task!r}: use one of {', '.join(TASKS)}")
+        if self.task == "inpainting" and self.init_from is None:
+            raise ValueError(f"{name('task')}=inpainting fine-tunes a trained model: give "
+                             f"{name('init_from')} (for example sdlearn/data/tiny-sd)")
         if self.init_from is not None and not (Path(self.init_from) / "model_index.json").is_file():
             raise ValueError(f"{name('init_from')}={self.init_from!r} is not a trained pipeline "
                              "folder (no model_index.json): give a folder written by sdlearn "
@@ -150,7 +159,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         value = getattr(defaults, f.name)
         kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
-        choices = {"scheduler": sorted(SCHEDULERS), "captions": list(CAPTIONS)}.get(f.name)
+        choices = {"scheduler": sorted(SCHEDULERS), "captions": list(CAPTIONS),
+                   "task": list(TASKS)}.get(f.name)
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=value,
                             choices=choices, help=f"(default: {value})")
     parser.add_argument("--image-size", type=int, default=defaults.arch.image_size,

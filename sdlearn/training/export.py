@@ -52,11 +52,16 @@ def export(trainer: Trainer, unet_state=None, text_state=None,
         text.load_state_dict(text_state)
         pipe = assemble_pipeline(pipe.vae, text, pipe.tokenizer, unet, pipe.scheduler)
     cfg = trainer.cfg
+    if cfg.task == "inpainting":  # the same components, under the inpainting pipeline's name
+        from diffusers import StableDiffusionInpaintPipeline
+
+        pipe = StableDiffusionInpaintPipeline(**pipe.components, requires_safety_checker=False)
     keep_rows(pipe.text_encoder.get_input_embeddings().weight,
               world_token_ids(pipe.tokenizer, loose=cfg.captions == "loose"))
     info = {
         "world": "shapes",
         "trained": True,
+        "task": cfg.task,
         "image_size": cfg.arch.image_size,
         "unet_steps_done": steps_done if steps_done is not None else unet_step(trainer.out),
         **trainer.runlog.times(),

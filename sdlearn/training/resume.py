@@ -31,7 +31,8 @@ from .checkpoints import checkpoint_meta
 from .config import TrainConfig
 
 DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "empty_fraction", "decoder_margin")
-SETTINGS_ADDED = {"caption_noise": 0.0, "captions": "full", "init_from": None}
+SETTINGS_ADDED = {"caption_noise": 0.0, "captions": "full", "init_from": None,
+                  "task": "text2img"}
 RESUMABLE = {"out", "unet_steps", "checkpoint_every", "device", "threads", "scheduler",
              *DECODER_SETTINGS}
 # Changes to these alter nothing already computed, nor what comes next: resuming is exact.

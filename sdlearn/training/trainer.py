@@ -25,6 +25,7 @@ from .config import TrainConfig
 from .data import make_dataset
 from .export import export
 from .init import start_from
+from .inpainting import widen_conv_in
 from .resume import check_resumable, unet_step
 from .runlog import RunLog
 from .unet import train_unet
@@ -71,6 +72,8 @@ class Trainer:
         start = time.time()
         if self.cfg.init_from:
             self.started_from = start_from(self)
+        if self.cfg.task == "inpainting":  # 9 input channels, the 5 new ones at zero
+            self.pipe.unet = widen_conv_in(self.pipe.unet, 9)
         train_vae(self)
         print(f"scaling factor: {measure_scaling_factor(self):.5f}")
         latents = encode_latents(self)

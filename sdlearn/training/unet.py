@@ -20,13 +20,15 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from ..device import randn
 from ..schedulers import SD_SCHEDULER_CONFIG
 from .checkpoints import EMA, load_checkpoint, prefixed, unprefixed
-from .data import training_captions
+from .data import to_model, training_captions
 from .export import export
+from .inpainting import inpainting_channels, random_mask
 from .loop import Loop
 
 if TYPE_CHECKING:
@@ -48,16 +50,18 @@ def train_unet(trainer: Trainer, latents: torch.Tensor) -> None:
         return load_final_unet(trainer)
     noise_sched = DDPMScheduler.from_config(SD_SCHEDULER_CONFIG)
     alphas = noise_sched.alphas_cumprod.to(device)
-    params = [*unet.parameters(), *text_encoder.parameters()]
+    inpainting = cfg.task == "inpainting"  # the text encoder stays the base model's
+    params = [*unet.parameters(), *([] if inpainting else text_encoder.parameters())]
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.01)
     ema = {"unet.": EMA(unet, cfg.ema_decay), "text.": EMA(text_encoder, cfg.ema_decay)}
     loop = Loop(trainer, "unet", opt, steps=cfg.unet_steps, lr=cfg.unet_lr,
                 modules={"unet.": unet, "text.": text_encoder}, ema=ema,
                 on_checkpoint=lambda step: export(trainer, ema["unet."].shadow,
                                                   ema["text."].shadow, steps_done=step))
-    scenes = trainer.data[0]
+    scenes, images = trainer.data[:2]
     unet.train()
-    text_encoder.train()
+    text_encoder.train(not inpainting)
+    text_encoder.requires_grad_(not inpainting)
     for step in loop.steps():
         rng = random.Random(loop.seed(step))
         idx = [rng.randrange(len(scenes)) for _ in range(cfg.unet_batch)]
@@ -71,6 +75,12 @@ def train_unet(trainer: Trainer, latents: torch.Tensor) -> None:
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),),
                           generator=gen, device=device)
         noisy = noise_sched.add_noise(x0, noise, t)
+        if inpainting:  # the mask and the masked picture's latents, as the pipeline makes them
+            masks = torch.from_numpy(np.stack([random_mask(rng, scenes[i], images.shape[1])
+                                               for i in idx]))[:, None].to(device)
+            extra = inpainting_channels(trainer.pipe.vae, to_model(images[idx], device), masks,
+                                        gen)
+            noisy = torch.cat([noisy, extra], dim=1)
         states = text_encoder(ids)[0]
         pred = unet(noisy, t, encoder_hidden_states=states).sample
         per_example = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
