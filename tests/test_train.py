@@ -362,7 +362,7 @@ def test_an_inpainting_model_is_made_from_a_trained_one(tmp_path, small_arch, re
     cfg.init_from, cfg.task = str(source), "inpainting"
     folder = Trainer(cfg).run()
     with quiet_loading():  # diffusers' own class loads it, without sdlearn
-        inpaint = StableDiffusionInpaintPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+        inpaint = StableDiffusionInpaintPipeline.from_pretrained(folder, dtype=torch.float32)
     base = load_pipeline(source)
     assert inpaint.unet.config.in_channels == 9
     assert inpaint.vae.config.scaling_factor == base.vae.config.scaling_factor
