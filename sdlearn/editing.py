@@ -197,7 +197,7 @@ def img2img(pipe, image, prompt: str | list[str], *, strength: float = 0.8, step
     >>> import sdlearn
     >>> pipe, pictures = sdlearn.load_pipeline(), [demo_image("house").resize((64, 64))] * 2
     >>> img2img(pipe, pictures, ["a red circle", "a blue square"], steps=4,
-    ...         generator=[sdlearn.make_generator(s) for s in (0, 1)]).shape
+    ...         generator=sdlearn.make_generators([0, 1])).shape
     torch.Size([2, 4, 8, 8])
     """
     x, prompt = _pictures(pipe, image, prompt, generator, allow_large)

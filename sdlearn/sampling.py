@@ -192,12 +192,9 @@ def initial_latents(pipe, batch: int, height: int, width: int,
 def _initial_latents(pipe, batch, height, width, generator):
     f = pipe.vae_scale_factor
     _check_generator(generator)
-    shape = (1, pipe.unet.config.in_channels, height // f, width // f)
-    generators = generator if isinstance(generator, list) else [generator] * batch
-    if len(generators) != batch:
-        raise ValueError(f"got {len(generators)} generators for a batch of {batch}: give one "
-                         "per image, or a single generator")
-    noise = randn((batch, *shape[1:]), generator, device=pipe.device, dtype=pipe.unet.dtype)
+    shape = (batch, pipe.unet.config.in_channels, height // f, width // f)
+    # a list of generators is checked against the batch, and drawn row by row, by randn
+    noise = randn(shape, generator, device=pipe.device, dtype=pipe.unet.dtype)
     return noise * pipe.scheduler.init_noise_sigma
 
 
