@@ -22,11 +22,12 @@ import numbers
 import warnings
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .device import randn
 from .images import _as_array, check_float_image, to_pil
-from .masks import check_mask, latent_mask
+from .masks import check_mask, latent_mask, mask_tensor
 from .sampling import (
     _a,
     _check_generator,
@@ -214,8 +215,17 @@ def encode_image(pipe, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, t
     Both drawn from ``generator`` in the order diffusers' img2img and inpainting pipelines do.
     """
     vae = pipe.vae
-    init = vae.encode(x).latent_dist.sample(generator) * vae.config.scaling_factor
+    init = _encode(vae, x, generator) * vae.config.scaling_factor
     return init, randn(init.shape, generator, device=init.device, dtype=init.dtype)
+
+
+def _encode(vae, x: torch.Tensor, generator) -> torch.Tensor:
+    """A posterior sample of ``x``'s latents; with a list of generators one picture at a time,
+    as the pipelines do (so that they round the same)."""
+    if isinstance(generator, list):
+        return torch.cat([vae.encode(x[i:i + 1]).latent_dist.sample(g)
+                          for i, g in enumerate(generator)])
+    return vae.encode(x).latent_dist.sample(generator)
 
 
 def blend(latents: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -241,17 +251,48 @@ REPEATABLE_STEP = ("DDIMScheduler",)
 
 
 @torch.no_grad()
+def inpainting_channels(pipe, x: torch.Tensor, masks: torch.Tensor, generator=None
+                        ) -> torch.Tensor:
+    """The 5 channels an inpainting UNet reads beside the latents: the mask, the masked picture.
+
+    ``x``: the pictures as the VAE takes them, ``(B, 3, H, W)`` in [-1, 1]; ``masks``: pixel
+    masks ``(B, 1, H, W)`` of 0 (keep) and 1 (repaint). As ``StableDiffusionInpaintPipeline``
+    makes them: the mask at the latents' size (nearest), and the latents of the masked picture
+    ``x * (masks < 0.5)`` (the repainted region mid-grey), a posterior sample drawn from
+    ``generator`` (one, or a list with one per picture), scaled.
+
+    >>> import sdlearn
+    >>> inpainter = sdlearn.load_pipeline(task="inpainting")
+    >>> x, masks = torch.zeros(2, 3, 64, 64), torch.ones(2, 1, 64, 64)
+    >>> inpainting_channels(inpainter, x, masks, torch.Generator().manual_seed(0)).shape
+    torch.Size([2, 5, 8, 8])
+    """
+    vae = pipe.vae
+    latents = _encode(vae, x * (masks.to(x) < 0.5), generator) * vae.config.scaling_factor
+    small = F.interpolate(masks.to(x), size=latents.shape[-2:])
+    return torch.cat([small.to(latents.dtype), latents], dim=1)
+
+
+def is_inpainting_model(pipe) -> bool:
+    """True if the UNet reads the inpainting input (9 channels: latents, mask, masked picture)."""
+    return pipe.unet.config.in_channels == 2 * pipe.vae.config.latent_channels + 1
+
+
+@torch.no_grad()
 def inpaint(pipe, image, mask, prompt: str | list[str], *, strength: float = 1.0, steps: int = 50,
             guidance_scale: float = 7.5, negative_prompt: str | None = None,
             generator: torch.Generator | None = None, num_resamples: int = 1,
             on_step=None, allow_large: bool = False) -> torch.Tensor:
-    """Inpainting by blending, with any ordinary (4-channel) UNet; returns the final latents.
+    """Inpainting, step for step as ``StableDiffusionInpaintPipeline``; returns the final latents.
 
-    After every step the region to keep is put back: the picture's latents noised to the level
-    of the next step. ``num_resamples`` > 1 repeats each step that many times (RePaint): the
-    result is noised back up and denoised again, so the new region can agree with the kept one.
-    With ``num_resamples=1`` this is step for step ``StableDiffusionInpaintPipeline``.
-    ``on_step(i, t, latents, noise_pred)`` is called after each blended step, as in
+    With an ordinary (4-channel) UNet, by blending: after every step the region to keep is put
+    back, the picture's latents noised to the level of the next step. ``num_resamples`` > 1
+    repeats each step that many times (RePaint): the result is noised back up and denoised
+    again, so the new region can agree with the kept one.
+    With an inpainting model (9 channels, ``load_pipeline(task="inpainting")``) nothing is put
+    back: the UNet reads the mask and the masked picture at every step
+    (:func:`inpainting_channels`), and repaints to match by itself.
+    ``on_step(i, t, latents, noise_pred)`` is called after each step, as in
     :func:`sdlearn.sampling.denoise`. A mask that repaints nothing gets a warning (white means
     repaint: an all-black one, or an inverted one, keeps the whole picture).
 
@@ -270,10 +311,20 @@ def inpaint(pipe, image, mask, prompt: str | list[str], *, strength: float = 1.0
         raise ValueError(f"num_resamples={num_resamples} repeats each step, which needs a "
                          f"scheduler whose step keeps no state; {name} does: use "
                          "sdlearn.with_scheduler(pipe, 'ddim')")
+    dedicated = is_inpainting_model(pipe)
+    if num_resamples > 1 and dedicated:
+        raise ValueError(f"num_resamples={num_resamples} repeats blended steps, and this "
+                         "inpainting model (9 input channels) does not blend: leave "
+                         "num_resamples at 1, or resample with an ordinary model")
     x, prompt = _pictures(pipe, image, prompt, generator, allow_large)
     timesteps = img2img_timesteps(pipe.scheduler, steps, strength)
-    m = _latent_masks(pipe, mask, x, batch=isinstance(image, list | tuple))
+    pixels = _pixel_masks(pipe, mask, x, batch=isinstance(image, list | tuple))
     uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
+    if dedicated:
+        return _inpaint_dedicated(pipe, x, pixels, uncond, cond, timesteps, strength,
+                                  guidance_scale, generator, on_step)
+    m = F.interpolate(pixels, size=(x.shape[-2] // pipe.vae_scale_factor,
+                                    x.shape[-1] // pipe.vae_scale_factor))
     init, noise = encode_image(pipe, x, generator)
     # The pipeline copies the latents into a plain (not channels-last) layout; the same layout
     # makes the UNet round exactly as it does there.
@@ -302,20 +353,39 @@ def inpaint(pipe, image, mask, prompt: str | list[str], *, strength: float = 1.0
                    on_step=put_back)
 
 
-def _latent_masks(pipe, mask, x: torch.Tensor, batch: bool) -> torch.Tensor:
-    """The masks at the latents' size: one for all pictures, or (for a batch) one per picture."""
+def _inpaint_dedicated(pipe, x, pixels, uncond, cond, timesteps, strength, guidance_scale,
+                       generator, on_step):
+    """An inpainting model's loop: the start as the pipeline draws it, then the plain loop with
+    the mask and the masked picture as extra channels."""
+    scheduler = pipe.scheduler
+    if strength == 1.0:  # the pipeline encodes no picture here: the noise is the first draw
+        f, c = pipe.vae_scale_factor, pipe.vae.config.latent_channels
+        noise = randn((len(x), c, x.shape[-2] // f, x.shape[-1] // f), generator,
+                      device=x.device, dtype=x.dtype)
+        latents = noise * scheduler.init_noise_sigma
+    else:
+        init, noise = encode_image(pipe, x, generator)
+        latents = scheduler.add_noise(init.contiguous(), noise, timesteps[:1].repeat(len(init)))
+    extra = inpainting_channels(pipe, x, pixels, generator)
+    return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator,
+                   on_step=on_step, extra=extra)
+
+
+def _pixel_masks(pipe, mask, x: torch.Tensor, batch: bool) -> torch.Tensor:
+    """The masks as tensors ``(B, 1, H, W)``: one for all pictures, or (for a batch) one per
+    picture; a mask that repaints no latent cell gets a warning."""
     masks = mask if batch and isinstance(mask, list | tuple) else [mask]
     if len(masks) not in (1, len(x)):
         raise ValueError(f"got {len(masks)} masks for {len(x)} pictures: give one mask per "
                          "picture, or a single mask for all of them")
-    cells = []
+    pixels = []
     for i, one in enumerate(masks):
         binary_mask = check_mask(one, x[i:i + 1])
-        m = latent_mask(binary_mask, pipe.vae_scale_factor)
-        if not m.any():
+        if not latent_mask(binary_mask, pipe.vae_scale_factor).any():
             _warn_nothing_to_repaint(binary_mask, pipe.vae_scale_factor)
-        cells.append(m)
-    return torch.cat(cells).to(pipe.device, x.dtype)
+        pixels.append(mask_tensor(binary_mask))
+    pixels = torch.cat(pixels).to(pipe.device, x.dtype)
+    return pixels.expand(len(x), -1, -1, -1) if len(pixels) == 1 else pixels
 
 
 def _warn_nothing_to_repaint(mask, factor: int) -> None:

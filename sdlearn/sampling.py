@@ -192,7 +192,7 @@ def initial_latents(pipe, batch: int, height: int, width: int,
 def _initial_latents(pipe, batch, height, width, generator):
     f = pipe.vae_scale_factor
     _check_generator(generator)
-    shape = (batch, pipe.unet.config.in_channels, height // f, width // f)
+    shape = (batch, pipe.vae.config.latent_channels, height // f, width // f)
     # a list of generators is checked against the batch, and drawn row by row, by randn
     noise = randn(shape, generator, device=pipe.device, dtype=pipe.unet.dtype)
     return noise * pipe.scheduler.init_noise_sigma
@@ -213,15 +213,20 @@ def _step_parameters(scheduler_class) -> frozenset[str]:
 
 
 def guided_noise(pipe, latents: torch.Tensor, t, uncond: torch.Tensor, cond: torch.Tensor,
-                 guidance_scale: float) -> torch.Tensor:
+                 guidance_scale: float, extra: torch.Tensor | None = None) -> torch.Tensor:
     """The UNet's noise prediction at ``t``, with classifier-free guidance.
 
     One UNet call on a batch of two, ``[uncond, cond]``, then :func:`cfg_combine`. At guidance
     1 or less, as in diffusers, it is one plain conditional pass on a batch of one.
+    ``extra``: channels a widened UNet reads after the latents (an inpainting model's mask and
+    masked picture, :func:`sdlearn.editing.inpainting_channels`), appended after the
+    scheduler's scaling, as the pipelines do.
     """
     guided = guidance_scale > 1
     model_input = torch.cat([latents] * 2) if guided else latents
     model_input = pipe.scheduler.scale_model_input(model_input, t)
+    if extra is not None:
+        model_input = torch.cat([model_input, torch.cat([extra] * 2) if guided else extra], 1)
     text = torch.cat([uncond, cond]) if guided else cond
     noise_pred = pipe.unet(model_input, t, encoder_hidden_states=text).sample
     if guided:
@@ -233,18 +238,21 @@ def guided_noise(pipe, latents: torch.Tensor, t, uncond: torch.Tensor, cond: tor
 @torch.no_grad()
 def denoise(pipe, latents: torch.Tensor, uncond: torch.Tensor, cond: torch.Tensor,
             timesteps, guidance_scale: float = 7.5, *, generator=None,
-            on_step: Callable | None = None) -> torch.Tensor:
+            on_step: Callable | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
     """Run the guided loop over ``timesteps`` from ``latents``; returns the final latents.
 
     ``on_step(i, t, latents, noise_pred)`` is called after every step (for previews, or to
     put back the known region in inpainting) and may return replacement latents.
+    ``extra``: the channels a widened UNet reads beside the latents at every step (see
+    :func:`guided_noise`).
     The inputs are checked first (shapes, dtype, timesteps, ``guidance_scale``), so a mistake
     gets a message here rather than a traceback from inside the UNet.
     """
     timesteps = _check_loop(pipe, latents, uncond, cond, timesteps, guidance_scale)
+    _check_extra(pipe, latents, extra)
     kwargs = step_kwargs(pipe.scheduler, generator)
     for i, t in enumerate(timesteps):
-        noise_pred = guided_noise(pipe, latents, t, uncond, cond, guidance_scale)
+        noise_pred = guided_noise(pipe, latents, t, uncond, cond, guidance_scale, extra)
         latents = pipe.scheduler.step(noise_pred, t, latents, **kwargs).prev_sample
         if on_step is not None:
             replaced = on_step(i, t, latents, noise_pred)
@@ -274,7 +282,7 @@ def sample(pipe, prompt: str | list[str], *, negative_prompt=None, steps: int = 
 
 def _check_loop(pipe, latents, uncond, cond, timesteps, guidance_scale):
     """:func:`denoise`'s inputs, checked; returns ``timesteps`` as a sequence."""
-    _check_latents(latents, pipe.unet.config.in_channels, pipe.unet.dtype, "denoise",
+    _check_latents(latents, pipe.vae.config.latent_channels, pipe.unet.dtype, "denoise",
                    "draw them with sdlearn.sampling.initial_latents, or encode a picture with "
                    "sdlearn.editing.encode_image")
     guided = check_guidance(guidance_scale) > 1
@@ -303,6 +311,27 @@ def _check_loop(pipe, latents, uncond, cond, timesteps, guidance_scale):
                              f"scheduler was trained with {n} timesteps): pass "
                              "pipe.scheduler.timesteps after pipe.scheduler.set_timesteps(steps)")
     return timesteps
+
+
+def _check_extra(pipe, latents: torch.Tensor, extra) -> None:
+    """``extra`` holds the channels the UNet reads beyond the latents', one row per picture."""
+    want = pipe.unet.config.in_channels - latents.shape[1]
+    if extra is None:
+        if want:
+            raise ValueError(f"this UNet reads {pipe.unet.config.in_channels} channels, the "
+                             f"latents' {latents.shape[1]} and {want} more: pass them as extra= "
+                             "(for an inpainting model, sdlearn.editing.inpainting_channels), "
+                             "or use sdlearn.editing.inpaint")
+        return
+    got = tuple(extra.shape) if isinstance(extra, torch.Tensor) else _a(extra)
+    if (not isinstance(extra, torch.Tensor) or extra.dim() != 4 or extra.shape[1] != want
+            or extra.shape[0] != latents.shape[0] or extra.shape[2:] != latents.shape[2:]):
+        raise ValueError(f"extra is {got}; this UNet reads {want} channels beyond the latents: "
+                         f"give a tensor ({latents.shape[0]}, {want}, {latents.shape[2]}, "
+                         f"{latents.shape[3]})")
+    if extra.dtype != latents.dtype:
+        raise ValueError(f"extra is {extra.dtype} but the latents are {latents.dtype}: pass "
+                         f"extra.to({latents.dtype})")
 
 
 def _check_latents(latents, channels: int, dtype, what: str, fix: str) -> None:

@@ -117,6 +117,68 @@ def test_inpaint_by_hand_equals_the_diffusers_pipeline(tiny_pipe, scheduler, str
     assert torch.equal(mine, theirs)
 
 
+@pytest.fixture(scope="module")
+def nine_channel_pipe(tiny_pipe):
+    """The tiny model widened to an inpainting UNet, its 5 new channels given random weights
+    (zero ones would hide a mistake in them)."""
+    from sdlearn.training.inpainting import widen_conv_in
+
+    unet = widen_conv_in(tiny_pipe.unet, 9)
+    with torch.no_grad():
+        unet.conv_in.weight[:, 4:] = 0.1 * torch.randn(unet.conv_in.weight[:, 4:].shape,
+                                                         generator=make_generator(7))
+    with quiet_loading():
+        return StableDiffusionInpaintPipeline(**{**tiny_pipe.components, "unet": unet},
+                                              requires_safety_checker=False)
+
+
+@pytest.mark.parametrize("scheduler, strength", [("pndm", 1.0), ("ddim", 0.6),
+                                                 ("euler", 1.0)])
+def test_an_inpainting_model_by_hand_equals_the_diffusers_pipeline(nine_channel_pipe, scheduler,
+                                                                   strength):
+    pipe = with_scheduler(nine_channel_pipe, scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    pictures = [render_image(random_scene(i), 64) for i in (5, 6)]
+    masks = [ellipse(64, 10, 50, 20, 60), rectangle(64, 0, 32, 8, 40)]
+    prompts = ["a green triangle", "a red circle"]
+    mine = inpaint(pipe, pictures, masks, prompts, strength=strength, steps=5,
+                   generator=[make_generator(i) for i in (1, 2)])
+    theirs = pipe(prompts, image=pictures, mask_image=masks, strength=strength,
+                  num_inference_steps=5, output_type="latent",
+                  generator=[make_generator(i) for i in (1, 2)]).images
+    assert torch.equal(mine, theirs)
+    one = inpaint(pipe, pictures[0], masks[0], prompts[0], strength=strength, steps=5,
+                  generator=make_generator(1))
+    # a batch is its pictures, up to rounding (the UNet rounds a batch of 2 differently)
+    torch.testing.assert_close(one, theirs[:1], atol=2e-3, rtol=0)
+
+
+def test_an_inpainting_model_reads_the_kept_picture_and_is_not_blended(nine_channel_pipe,
+                                                                       tiny_pipe):
+    from sdlearn.editing import inpainting_channels, is_inpainting_model, prepare_image
+
+    pipe = with_scheduler(nine_channel_pipe, "ddim")
+    assert is_inpainting_model(pipe) and not is_inpainting_model(tiny_pipe)
+    image, other = (render_image(random_scene(i), 64) for i in (3, 4))
+    mask = rectangle(64, 0, 32, 0, 64)
+    a, b = (inpaint(pipe, im, mask, "x", steps=3, generator=make_generator(0))
+            for im in (image, other))
+    assert not torch.equal(a, b)  # the kept picture is read: it changes the result everywhere
+    extra = inpainting_channels(pipe, prepare_image(pipe, image), torch.ones(1, 1, 64, 64),
+                                make_generator(0))
+    assert extra.shape == (1, 5, 8, 8) and (extra[:, 0] == 1).all()
+    with pytest.raises(ValueError, match="does not blend: leave num_resamples at 1"):
+        inpaint(pipe, image, mask, "x", steps=3, num_resamples=2)
+    from sdlearn.sampling import denoise, encode_prompts
+    uncond, cond = encode_prompts(pipe, "x")
+    latents = torch.zeros(1, 4, 8, 8)
+    with pytest.raises(ValueError, match="reads 9 channels, the latents' 4 and 5 more: pass "
+                                         "them as extra="):
+        denoise(pipe, latents, uncond, cond, [1])
+    with pytest.raises(ValueError, match=r"extra is \(1, 4, 8, 8\); this UNet reads 5"):
+        denoise(pipe, latents, uncond, cond, [1], extra=extra[:, :4])
+
+
 def test_kept_region_is_the_noised_original_until_the_end(tiny_pipe):
     image = render_image(random_scene(2), 64)
     mask = rectangle(64, 0, 32, 0, 64)

@@ -4,7 +4,8 @@ The UNet's first convolution is widened from 4 input channels to 9, in diffusers
 noisy latents, the mask at the latents' size, and the latents of the masked picture (the region
 to repaint set to 0, mid-grey in the VAE's [-1, 1]). The five new channels' weights start at
 zero, so the widened UNet starts out as the base model, and the UNet phase then fine-tunes it on
-random masks (:func:`random_mask`). The text encoder stays the base model's.
+random masks (:func:`random_mask`), reading them as the pipeline gives them
+(:func:`sdlearn.editing.inpainting_channels`). The text encoder stays the base model's.
 
 >>> import torch
 >>> from diffusers import UNet2DConditionModel
@@ -55,7 +56,9 @@ def widen_conv_in(unet, in_channels: int):
     weight[:, :old.in_channels] = old.weight
     state["conv_in.weight"] = weight
     wide.load_state_dict(state)
-    return wide.to(device=old.weight.device, dtype=old.weight.dtype)
+    if wide.dtype != old.weight.dtype:
+        wide = wide.to(dtype=old.weight.dtype)
+    return wide.to(old.weight.device)
 
 
 def random_mask(rng: random.Random, scene, size: int) -> np.ndarray:
@@ -96,19 +99,4 @@ def random_mask(rng: random.Random, scene, size: int) -> np.ndarray:
     return (np.asarray(mask) > 127).astype(np.float32)
 
 
-@torch.no_grad()
-def inpainting_channels(vae, images: torch.Tensor, masks: torch.Tensor, generator=None
-                        ) -> torch.Tensor:
-    """The 5 extra input channels for a batch, as ``StableDiffusionInpaintPipeline`` makes them.
-
-    ``images``: the VAE's input ``(B, 3, H, W)`` in [-1, 1]; ``masks``: ``(B, 1, H, W)`` in
-    {0, 1}. The mask goes to the latents' size by nearest-neighbour interpolation; the masked
-    picture (``images * (masks < 0.5)``) is encoded, a sample of the posterior, scaled.
-    """
-    masked = images * (masks < 0.5)
-    latents = vae.encode(masked).latent_dist.sample(generator) * vae.config.scaling_factor
-    small = F.interpolate(masks, size=latents.shape[-2:])
-    return torch.cat([small.to(latents.dtype), latents], dim=1)
-
-
-__all__ = ["MASK_KINDS", "inpainting_channels", "random_mask", "widen_conv_in"]
+__all__ = ["MASK_KINDS", "random_mask", "widen_conv_in"]

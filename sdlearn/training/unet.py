@@ -24,11 +24,12 @@ import numpy as np
 import torch
 
 from ..device import randn
+from ..editing import inpainting_channels
 from ..schedulers import SD_SCHEDULER_CONFIG
 from .checkpoints import EMA, load_checkpoint, prefixed, unprefixed
 from .data import to_model, training_captions
 from .export import export
-from .inpainting import inpainting_channels, random_mask
+from .inpainting import random_mask
 from .loop import Loop
 
 if TYPE_CHECKING:
@@ -78,8 +79,7 @@ def train_unet(trainer: Trainer, latents: torch.Tensor) -> None:
         if inpainting:  # the mask and the masked picture's latents, as the pipeline makes them
             masks = torch.from_numpy(np.stack([random_mask(rng, scenes[i], images.shape[1])
                                                for i in idx]))[:, None].to(device)
-            extra = inpainting_channels(trainer.pipe.vae, to_model(images[idx], device), masks,
-                                        gen)
+            extra = inpainting_channels(trainer.pipe, to_model(images[idx], device), masks, gen)
             noisy = torch.cat([noisy, extra], dim=1)
         states = text_encoder(ids)[0]
         pred = unet(noisy, t, encoder_hidden_states=states).sample
