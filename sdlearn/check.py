@@ -40,7 +40,7 @@ from .exercises.lesson03 import (
 from .exercises.lesson04 import add_noise_by_hand, ddim_update, v_to_x0_and_noise
 from .exercises.lesson05 import guidance, guided_prediction, sample_by_hand
 from .exercises.lesson06 import img2img_loop, noise_to_strength, signal_kept, start_step
-from .exercises.lesson07 import inpaint_loop, latent_mask, put_back
+from .exercises.lesson07 import inpaint_loop, latent_mask, put_back, widen_conv
 from .exercises.lesson08 import cold_and_warm, overall_speedup, weights_bytes
 
 __all__ = [
@@ -53,6 +53,6 @@ __all__ = [
     "add_noise_by_hand", "ddim_update", "v_to_x0_and_noise",       # 04_scheduler
     "guidance", "sample_by_hand", "guided_prediction",             # 05_sampling_loop
     "start_step", "signal_kept", "noise_to_strength", "img2img_loop",  # 06_img2img
-    "latent_mask", "put_back", "inpaint_loop",                     # 07_inpainting
+    "latent_mask", "put_back", "inpaint_loop", "widen_conv",       # 07_inpainting
     "cold_and_warm", "overall_speedup", "weights_bytes",           # 08_speed
 ]

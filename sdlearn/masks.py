@@ -208,6 +208,41 @@ def latent_mask(mask, factor: int, *, mode: str = "nearest") -> torch.Tensor:
     raise ValueError(f"mode={mode!r}: use 'nearest' (as diffusers) or 'any'")
 
 
+def kept_change(after, before, mask) -> float:
+    """The mean change of the kept pixels (where ``mask`` is black), in levels of 0–255.
+
+    >>> kept_change(np.full((2, 2, 3), 10), np.zeros((2, 2, 3)), np.array([[0, 255], [0, 0]]))
+    10.0
+    """
+    keep = np.asarray(mask) == 0
+    return float(np.abs(np.asarray(after, float) - np.asarray(before, float))[keep].mean())
+
+
+def kept_psnr(after, before, mask) -> float:
+    """The kept pixels' peak signal-to-noise ratio against ``before``, in dB (range 255)."""
+    keep = np.asarray(mask) == 0
+    mse = ((np.asarray(after, float) - np.asarray(before, float))[keep] ** 2).mean()
+    return 10 * float(np.log10(255 ** 2 / max(mse, 1e-12)))
+
+
+def seam(image, mask, factor: int) -> float:
+    """The seam: the mean colour difference (0–255) between neighbouring pixels across the
+    edges of the *latent* mask (its ``factor``×``factor`` blocks), where inpainting joins the
+    new region to the kept one. A picture with no edge there reads low.
+
+    >>> flat = np.zeros((16, 16, 3))
+    >>> seam(flat, rectangle(16, 0, 8, 0, 16), 8)
+    0.0
+    """
+    cells = latent_mask(mask, factor)[0, 0]
+    m = cells.repeat_interleave(factor, 0).repeat_interleave(factor, 1).numpy() > 0
+    a = np.asarray(image, float)
+    across_x, across_y = m[:, 1:] != m[:, :-1], m[1:, :] != m[:-1, :]
+    dx = np.abs(a[:, 1:] - a[:, :-1]).mean(axis=2)[across_x]
+    dy = np.abs(a[1:, :] - a[:-1, :]).mean(axis=2)[across_y]
+    return float(np.concatenate([dx, dy]).mean())
+
+
 # Cyan: no colour of the shapes world is near it, so the tint reads on every object.
 OVERLAY_COLOR = (0, 230, 230)
 

@@ -338,3 +338,17 @@ def test_an_interrupted_grading_says_where_and_puts_the_pipeline_back(tiny_pipe,
         "■ forever: interrupted while your function ran on check 1 of 2, after 0 s. Nothing "
         "was graded; the pipeline and its scheduler are as they were before grading.")
     assert tiny_pipe.scheduler is scheduler and scheduler.num_inference_steps == steps
+
+
+def test_widening_with_random_weights_or_the_wrong_dimension_is_explained(tiny_pipe, capsys):
+    from sdlearn.exercises.lesson07 import _widened
+
+    check.widen_conv(lambda conv, n: _widened(conv, n, new="random"), tiny_pipe)
+    assert "the new channels' weights must be zero" in capsys.readouterr().out
+    check.widen_conv(lambda conv, n: torch.nn.Conv2d(conv.in_channels, n, 3), tiny_pipe)
+    assert "widen dimension 1, keep the output channels" in capsys.readouterr().out
+    check.widen_conv(lambda conv, n: conv.weight, tiny_pipe)
+    assert "return the new layer, a torch.nn.Conv2d" in capsys.readouterr().out
+    original = tiny_pipe.unet.conv_in.weight.clone()
+    graded = check.widen_conv(lambda conv, n: _widened(conv, n), tiny_pipe)
+    assert graded.ok and torch.equal(tiny_pipe.unet.conv_in.weight, original)

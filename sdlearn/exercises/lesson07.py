@@ -1,5 +1,5 @@
-"""Graders of lesson 07, inpainting: ``check.latent_mask``, ``check.put_back`` and
-``check.inpaint_loop`` (which grades the lesson's ``inpaint_by_hand``).
+"""Graders of lesson 07, inpainting: ``check.latent_mask``, ``check.put_back``,
+``check.inpaint_loop`` (which grades the lesson's ``inpaint_by_hand``) and ``check.widen_conv``.
 
 The references are :func:`sdlearn.masks.latent_mask`, :func:`sdlearn.editing.blend` (after
 ``scheduler.add_noise``) and :func:`sdlearn.editing.inpaint`, which the tests prove equal to
@@ -15,6 +15,8 @@ functions are used by their module.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -26,7 +28,9 @@ from ..schedulers import make_scheduler
 from ..shapes import Scene, ShapeObject, render_image
 from ..sizes import default_size
 from .common import grader, loop_tolerance, seeded_latents
-from .grading import Check, Exercise, Mistake
+from .grading import Check, Exercise, Marker, Mistake
+
+NOT_A_CONV = Marker("not a torch.nn.Conv2d")
 
 
 def _mask_cases(pipe) -> list[tuple]:
@@ -228,3 +232,89 @@ def inpaint_loop(pipe) -> Exercise:
                                              "scheduler.init_noise_sigma (it is 1 for DDIM and "
                                              "PNDM, not for Euler)"),
         ], atol=loop_tolerance(pipe), rtol=loop_tolerance(pipe))
+
+
+def _widened(conv: torch.nn.Conv2d, in_channels: int, *, old_at: int = 0, bias: bool = True,
+             new: str = "zero") -> torch.nn.Conv2d:
+    """``conv`` widened to ``in_channels`` inputs: the reference, or a typical mistake (the old
+    weights at channel ``old_at``, the bias left out, the new weights random)."""
+    wide = torch.nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                           padding=conv.padding, bias=conv.bias is not None).to(conv.weight)
+    with torch.no_grad():
+        if new == "zero":
+            wide.weight.zero_()
+        wide.weight[:, old_at:old_at + conv.in_channels] = conv.weight
+        if wide.bias is not None:
+            wide.bias.copy_(conv.bias if bias else torch.zeros_like(conv.bias))
+    return wide
+
+
+def _conv_cases(pipe):
+    gen = make_generator(5)
+    small = torch.nn.Conv2d(3, 6, 1)
+    with torch.no_grad():
+        for param in small.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen))
+    conv_in = copy.deepcopy(pipe.unet.conv_in).float().cpu()
+    return [(conv_in, 2 * conv_in.in_channels + 1), (small, 5)]
+
+
+def _as_layer(fn):
+    """What a widening gives, as values: its weight, its bias and its output on a fixed input
+    (the function gets its own copy of the layer, which it may change)."""
+
+    def compared(conv, in_channels):
+        wide = fn(copy.deepcopy(conv), in_channels)
+        if not isinstance(wide, torch.nn.Conv2d):
+            return NOT_A_CONV
+        bias = None if wide.bias is None else wide.bias.detach()
+        if tuple(wide.weight.shape[:2]) != (conv.out_channels, in_channels):
+            return {"weight": wide.weight.detach(), "bias": bias, "output": None}
+        x = torch.randn(2, in_channels, 8, 8, generator=make_generator(6)).to(wide.weight)
+        with torch.no_grad():
+            out = wide(x)
+        return {"weight": wide.weight.detach(), "bias": bias, "output": out}
+
+    return compared
+
+
+@grader
+def widen_conv(pipe) -> Exercise:
+    """Exercise: ``widen_conv(conv, in_channels)`` → a new ``torch.nn.Conv2d`` that reads
+    ``in_channels`` channels: the old weights on the first ``conv.in_channels``, zeros on the
+    new ones, the same bias, so that on ``cat([x, anything])`` it gives ``conv(x)``."""
+
+    def new_channels_first(conv, n):
+        return _widened(conv, n, old_at=n - conv.in_channels)
+
+    def bias_left_out(conv, n):
+        return _widened(conv, n, bias=False)
+
+    def a_conv(got, expected, args) -> bool:
+        return got is not NOT_A_CONV
+
+    def widened_inputs(got, expected, args) -> bool:
+        return tuple(got["weight"].shape) == tuple(expected["weight"].shape)
+
+    def new_weights_zero(got, expected, args) -> bool:
+        return not got["weight"][:, args[0].in_channels:].any()
+
+    return Exercise(
+        "widen_conv", _widened, lambda: _conv_cases(pipe),
+        mistakes=[
+            Mistake(new_channels_first,
+                    "the old channels come first: the UNet reads the latents in channels "
+                    "0–3, then the mask and the masked picture (weight[:, :conv.in_channels])"),
+            Mistake(bias_left_out,
+                    "copy the bias too (wide.bias.copy_(conv.bias)): without it every output "
+                    "channel shifts"),
+        ],
+        checks=[Check(a_conv, "return the new layer, a torch.nn.Conv2d(in_channels, "
+                              "conv.out_channels, conv.kernel_size, padding=conv.padding)"),
+                Check(widened_inputs, "a Conv2d's weight is (out_channels, in_channels, kh, kw): "
+                                      "widen dimension 1, keep the output channels"),
+                Check(new_weights_zero, "the new channels' weights must be zero "
+                                        "(wide.weight.zero_() before copying the old ones): "
+                                        "nn.Conv2d starts them random, and then the widened "
+                                        "layer no longer gives conv(x)")],
+        adapt=_as_layer)
