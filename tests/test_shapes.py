@@ -183,3 +183,23 @@ def test_training_validation_and_evaluation_scenes_differ():
         assert len({*evaluation, *validation}) == 100
         assert not training & {*evaluation, *validation}
 
+
+
+def test_depth_puts_each_cut_out_in_front_of_the_backdrop_by_how_big_it_looks():
+    from sdlearn.shapes import SIZES, object_coverage, random_scene
+    from sdlearn.shapes.depth import BACKDROP, DISTANCES, inverse_depth, render_depth
+
+    # the cut-outs are one real size: apparent size × distance is about the same for both
+    sizes = [SIZES[s] * DISTANCES[s] for s in SIZES]
+    assert max(sizes) / min(sizes) < 1.05
+    for seed in range(20):
+        scene = random_scene(seed)
+        depth = render_depth(scene, 64)
+        assert depth.shape == (64, 64) and depth.dtype == np.float32
+        assert depth.max() == BACKDROP and depth.min() >= min(DISTANCES.values())
+        for obj in scene.objects:
+            inside = object_coverage(obj, 64) == 1
+            assert (depth[inside] == DISTANCES[obj.size]).all()
+        covered = sum(object_coverage(o, 64) for o in scene.objects) > 0
+        assert (depth[~covered] == BACKDROP).all()
+        assert np.allclose(inverse_depth(depth) * depth, 1)
