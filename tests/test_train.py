@@ -384,6 +384,49 @@ def test_an_inpainting_model_is_made_from_a_trained_one(tmp_path, small_arch, re
         TrainConfig(task="inpainting").validate()
 
 
+def test_a_depth_model_is_made_from_a_trained_one(tmp_path, small_arch, reference_run):
+    from diffusers import StableDiffusionDepth2ImgPipeline
+
+    from sdlearn.models import quiet_loading
+    from sdlearn.training.depth import depth_conditioning
+
+    source = reference_run / "pipeline"
+    cfg = small_config(tmp_path / "depth", small_arch)
+    cfg.init_from, cfg.task, cfg.depth_steps, cfg.depth_batch = str(source), "depth", 3, 4
+    folder = Trainer(cfg).run()
+    with quiet_loading():  # diffusers' own class loads it, without sdlearn
+        depth = StableDiffusionDepth2ImgPipeline.from_pretrained(folder, dtype=torch.float32)
+    base = load_pipeline(source)
+    assert depth.unet.config.in_channels == 5
+    assert type(depth.depth_estimator).__name__ == "DPTForDepthEstimation"
+    assert all(torch.equal(a, b) for a, b in zip(base.text_encoder.state_dict().values(),
+                                                 depth.text_encoder.state_dict().values(),
+                                                 strict=True))  # the text encoder is kept
+    assert depth.unet.conv_in.weight[:, 4:].abs().sum() > 0  # the new channel learned
+    log = [json.loads(line) for line in
+           (tmp_path / "depth" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["phase"] == "depth"] == [3]
+    maps = load_checkpoint(tmp_path / "depth" / "depth-maps.safetensors")[0]["depth_maps"]
+    size = small_arch.image_size // depth.vae_scale_factor
+    assert maps.shape == (cfg.n_train, 1, size, size)
+    # the UNet was trained on the channel the pipeline gives it: the estimator's, normalised
+    image = render_image(random_scene(1), small_arch.image_size)
+    pixels = depth.feature_extractor(images=image, return_tensors="pt").pixel_values
+    from sdlearn.images import to_tensor
+    assert torch.allclose(pixels, to_tensor(image), atol=1e-6)  # the VAE's input, [-1, 1]
+    with torch.no_grad():
+        mine = depth_conditioning(depth.depth_estimator(pixels).predicted_depth, size)
+        theirs = depth.prepare_depth_map(image, None, 1, False, torch.float32,
+                                         torch.device("cpu"))
+    torch.testing.assert_close(mine, theirs)
+    depth.set_progress_bar_config(disable=True)
+    out = depth("a red circle", image=image, num_inference_steps=2, strength=0.8,
+                generator=make_generator(0)).images[0]
+    assert out.size == image.size
+    with pytest.raises(ValueError, match="task=depth fine-tunes a trained model"):
+        TrainConfig(task="depth").validate()
+
+
 def test_random_masks_cover_every_kind():
     from sdlearn.training.inpainting import MASK_KINDS, random_mask
 

@@ -18,6 +18,9 @@ How the shipped model was made, command and settings, is in ``data/tiny-sd/sdlea
 its settings changed. The modules: :mod:`.config` (settings and options), :mod:`.data`,
 :mod:`.checkpoints`, :mod:`.runlog`, :mod:`.loop` (what every phase shares), the phases
 :mod:`.vae` and :mod:`.unet`, :mod:`.export`, and :mod:`.trainer`, which runs them.
+The base model's siblings are fine-tuned from it (``--init-from``) with ``--task``:
+:mod:`.inpainting` (a 9-channel UNet, random masks) and :mod:`.depth` (a depth estimator,
+then a 5-channel UNet that reads its depth maps).
 
 >>> from sdlearn.training import TrainConfig
 >>> TrainConfig(unet_steps=100).command()

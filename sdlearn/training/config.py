@@ -24,11 +24,12 @@ from ..schedulers import SCHEDULERS, check_scheduler_name
 from ..sizes import check_size
 
 CAPTIONS = ("full", "loose")  # how training captions describe their pictures
-TASKS = ("text2img", "inpainting")  # what the UNet phase trains (training/inpainting.py)
+# what the UNet phase trains (training/inpainting.py, training/depth.py)
+TASKS = ("text2img", "inpainting", "depth")
 
 # Settings that count something: 0 would fail late, or train nothing.
 COUNTS = ("n_train", "vae_steps", "unet_steps", "vae_batch", "unet_batch", "scale_samples",
-          "checkpoint_every")
+          "depth_steps", "depth_batch", "checkpoint_every")
 
 
 @dataclass
@@ -62,8 +63,13 @@ class TrainConfig:
     captions: str = "full"
     init_from: str | None = None   # a trained pipeline folder to start from (training/init.py)
     # "inpainting": the UNet widened to 9 input channels and fine-tuned on random masks, the
-    # text encoder kept (needs init_from); the result is a StableDiffusionInpaintPipeline folder
+    # text encoder kept (needs init_from); the result is a StableDiffusionInpaintPipeline folder.
+    # "depth": a depth estimator trained first, then the UNet widened to 5 input channels and
+    # fine-tuned on its depth maps; the result is a StableDiffusionDepth2ImgPipeline folder.
     task: str = "text2img"
+    depth_steps: int = 3_000       # the depth estimator's phase (task "depth")
+    depth_batch: int = 32
+    depth_lr: float = 1e-3
     min_snr_gamma: float = 5.0     # Min-SNR loss weighting (Hang et al. 2023)
     ema_decay: float = 0.999
     warmup_steps: int = 200
@@ -119,8 +125,8 @@ class TrainConfig:
                              f"{', '.join(CAPTIONS)}")
         if self.task not in TASKS:
             raise ValueError(f"{name('task')}={self.task!r}: use one of {', '.join(TASKS)}")
-        if self.task == "inpainting" and self.init_from is None:
-            raise ValueError(f"{name('task')}=inpainting fine-tunes a trained model: give "
+        if self.task != "text2img" and self.init_from is None:
+            raise ValueError(f"{name('task')}={self.task} fine-tunes a trained model: give "
                              f"{name('init_from')} (for example sdlearn/data/tiny-sd)")
         if self.init_from is not None and not (Path(self.init_from) / "model_index.json").is_file():
             raise ValueError(f"{name('init_from')}={self.init_from!r} is not a trained pipeline "

@@ -56,6 +56,14 @@ def export(trainer: Trainer, unet_state=None, text_state=None,
         from diffusers import StableDiffusionInpaintPipeline
 
         pipe = StableDiffusionInpaintPipeline(**pipe.components, requires_safety_checker=False)
+    elif cfg.task == "depth":  # and the depth estimator with its image processor
+        from diffusers import StableDiffusionDepth2ImgPipeline
+
+        parts = {k: pipe.components[k] for k in ("vae", "text_encoder", "tokenizer", "unet",
+                                                  "scheduler")}
+        pipe = StableDiffusionDepth2ImgPipeline(**parts,
+                                                depth_estimator=trainer.depth_estimator,
+                                                feature_extractor=trainer.depth_processor)
     keep_rows(pipe.text_encoder.get_input_embeddings().weight,
               world_token_ids(pipe.tokenizer, loose=cfg.captions == "loose"))
     info = {

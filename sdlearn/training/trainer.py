@@ -23,6 +23,7 @@ from ..device import get_device
 from ..schedulers import make_scheduler
 from .config import TrainConfig
 from .data import make_dataset
+from .depth import build_depth_estimator, depth_maps, train_depth_estimator
 from .export import export
 from .init import start_from
 from .inpainting import widen_conv_in
@@ -59,6 +60,11 @@ class Trainer:
         self.pipe.to(self.device)
         self._data = None
         self.started_from = None  # the record of the model init_from names, once loaded
+        self.depth_estimator = self.depth_processor = None
+        if cfg.task == "depth":
+            self.depth_estimator, self.depth_processor = build_depth_estimator(
+                cfg.arch.image_size, seed=cfg.seed)
+            self.depth_estimator.to(self.device)
 
     @property
     def data(self):
@@ -72,13 +78,19 @@ class Trainer:
         start = time.time()
         if self.cfg.init_from:
             self.started_from = start_from(self)
-        if self.cfg.task == "inpainting":  # 9 input channels, the 5 new ones at zero
-            self.pipe.unet = widen_conv_in(self.pipe.unet, 9)
+        if self.cfg.task != "text2img":  # the new input channels, their weights at zero
+            extra = {"inpainting": 5, "depth": 1}[self.cfg.task]
+            self.pipe.unet = widen_conv_in(self.pipe.unet, self.pipe.unet.config.in_channels
+                                           + extra)
         train_vae(self)
         print(f"scaling factor: {measure_scaling_factor(self):.5f}")
         latents = encode_latents(self)
         finetune_decoder(self)
-        train_unet(self, latents)
+        depth = None
+        if self.cfg.task == "depth":
+            train_depth_estimator(self)
+            depth = depth_maps(self)
+        train_unet(self, latents, depth)
         path = export(self)
         self.runlog.write(phase="done", seconds_this_run=round(time.time() - start, 1),
                           wall_time_s=round(self.runlog.times()["wall_time_s"]))

@@ -41,8 +41,11 @@ def min_snr_weight(snr: torch.Tensor, gamma: float) -> torch.Tensor:
     return torch.clamp(snr, max=gamma) / snr
 
 
-def train_unet(trainer: Trainer, latents: torch.Tensor) -> None:
-    """Train the text encoder and the UNet on ``latents``, or load the ones trained already."""
+def train_unet(trainer: Trainer, latents: torch.Tensor, depth: torch.Tensor | None = None
+               ) -> None:
+    """Train the text encoder and the UNet on ``latents``, or load the ones trained already.
+
+    ``depth``: for a depth model, each picture's depth channel (:mod:`.depth`)."""
     from diffusers import DDPMScheduler
 
     cfg, unet, text_encoder = trainer.cfg, trainer.pipe.unet, trainer.pipe.text_encoder
@@ -51,8 +54,9 @@ def train_unet(trainer: Trainer, latents: torch.Tensor) -> None:
         return load_final_unet(trainer)
     noise_sched = DDPMScheduler.from_config(SD_SCHEDULER_CONFIG)
     alphas = noise_sched.alphas_cumprod.to(device)
-    inpainting = cfg.task == "inpainting"  # the text encoder stays the base model's
-    params = [*unet.parameters(), *([] if inpainting else text_encoder.parameters())]
+    inpainting = cfg.task == "inpainting"
+    frozen_text = cfg.task != "text2img"  # a sibling reads prompts as its base model does
+    params = [*unet.parameters(), *([] if frozen_text else text_encoder.parameters())]
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.01)
     ema = {"unet.": EMA(unet, cfg.ema_decay), "text.": EMA(text_encoder, cfg.ema_decay)}
     loop = Loop(trainer, "unet", opt, steps=cfg.unet_steps, lr=cfg.unet_lr,
@@ -61,8 +65,8 @@ def train_unet(trainer: Trainer, latents: torch.Tensor) -> None:
                                                   ema["text."].shadow, steps_done=step))
     scenes, images = trainer.data[:2]
     unet.train()
-    text_encoder.train(not inpainting)
-    text_encoder.requires_grad_(not inpainting)
+    text_encoder.train(not frozen_text)
+    text_encoder.requires_grad_(not frozen_text)
     for step in loop.steps():
         rng = random.Random(loop.seed(step))
         idx = [rng.randrange(len(scenes)) for _ in range(cfg.unet_batch)]
@@ -81,6 +85,8 @@ def train_unet(trainer: Trainer, latents: torch.Tensor) -> None:
                                                for i in idx]))[:, None].to(device)
             extra = inpainting_channels(trainer.pipe, to_model(images[idx], device), masks, gen)
             noisy = torch.cat([noisy, extra], dim=1)
+        elif depth is not None:  # the estimator's depth map, as the pipeline makes it
+            noisy = torch.cat([noisy, depth[idx].to(noisy.dtype)], dim=1)
         states = text_encoder(ids)[0]
         pred = unet(noisy, t, encoder_hidden_states=states).sample
         per_example = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
