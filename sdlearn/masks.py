@@ -219,7 +219,10 @@ def kept_change(after, before, mask) -> float:
 
 
 def kept_psnr(after, before, mask) -> float:
-    """The kept pixels' peak signal-to-noise ratio against ``before``, in dB (range 255)."""
+    """The kept pixels' peak signal-to-noise ratio against ``before``, in dB (range 255).
+
+    The error is floored at 1e-12, so identical pixels read 168 dB.
+    """
     keep = np.asarray(mask) == 0
     mse = ((np.asarray(after, float) - np.asarray(before, float))[keep] ** 2).mean()
     return 10 * float(np.log10(255 ** 2 / max(mse, 1e-12)))

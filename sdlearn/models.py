@@ -4,9 +4,16 @@ Every lesson calls :func:`load_pipeline`. With no argument it reads ``$SDLEARN_M
 without that it loads the tiny model that ships inside sdlearn. Whatever it loads is a plain
 diffusers ``StableDiffusionPipeline``, so the lessons read every number from its components.
 
+The tiny model has a family, made from it as Stability made theirs (:data:`TASKS`):
+``load_pipeline(task="inpainting")`` loads its 9-channel inpainting sibling as a
+``StableDiffusionInpaintPipeline``, or the model ``$SDLEARN_INPAINTING_MODEL`` names.
+
 >>> pipe = load_pipeline()
 >>> type(pipe).__name__, pipe.vae_scale_factor
 ('StableDiffusionPipeline', 8)
+>>> inpainter = load_pipeline(task="inpainting")
+>>> type(inpainter).__name__, inpainter.unet.config.in_channels
+('StableDiffusionInpaintPipeline', 9)
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import json
 import os
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 from .device import check_device, get_device
@@ -26,7 +34,7 @@ from .sizes import default_size
 # SCHEDULERS, make_scheduler and quiet_loading live in schedulers.py and quiet.py; they are
 # named here too because lessons and learners reach for them beside load_pipeline.
 __all__ = ["ENV_VAR", "DTYPE_VAR", "DTYPES", "INFO_FILE", "ModelNotFoundError", "SCHEDULERS",
-           "describe", "embedded_model_path", "is_shapes_model", "load_pipeline",
+           "TASKS", "Task", "describe", "embedded_model_path", "is_shapes_model", "load_pipeline",
            "make_scheduler", "model_folder", "model_info", "quiet_loading", "save_pipeline",
            "with_scheduler"]
 
@@ -34,6 +42,38 @@ ENV_VAR = "SDLEARN_MODEL"
 DTYPE_VAR = "SDLEARN_DTYPE"
 DTYPES = ("float32", "float16", "bfloat16")
 INFO_FILE = "sdlearn.json"  # sdlearn's own record inside a model folder; diffusers ignores it
+
+
+@dataclass(frozen=True)
+class Task:
+    """A member of the model family: its pipeline class, its UNet's input channels, the
+    embedded tiny model's folder, the variable naming a real one, and the real siblings of
+    well-known base models (used when only ``$SDLEARN_MODEL`` is set)."""
+
+    pipeline: str
+    unet_in_channels: int | None  # None: the VAE's latent channels
+    folder: str
+    env_var: str
+    siblings: tuple[tuple[str, str], ...] = ()
+
+
+TASKS = {
+    "text2img": Task("StableDiffusionPipeline", None, "tiny-sd", "SDLEARN_MODEL"),
+    "inpainting": Task(
+        "StableDiffusionInpaintPipeline", 9, "tiny-sd-inpainting", "SDLEARN_INPAINTING_MODEL",
+        siblings=(("stable-diffusion-v1-5/stable-diffusion-v1-5",
+                   "stable-diffusion-v1-5/stable-diffusion-inpainting"),
+                  ("runwayml/stable-diffusion-v1-5", "runwayml/stable-diffusion-inpainting"),
+                  ("stabilityai/stable-diffusion-2-base",
+                   "stabilityai/stable-diffusion-2-inpainting"),
+                  ("stabilityai/stable-diffusion-2-1-base",
+                   "stabilityai/stable-diffusion-2-inpainting"))),
+    "depth": Task(
+        "StableDiffusionDepth2ImgPipeline", 5, "tiny-sd-depth", "SDLEARN_DEPTH_MODEL",
+        siblings=(("stabilityai/stable-diffusion-2-base", "stabilityai/stable-diffusion-2-depth"),
+                  ("stabilityai/stable-diffusion-2-1-base",
+                   "stabilityai/stable-diffusion-2-depth"))),
+}
 
 class ModelNotFoundError(OSError):
     """The model asked for is neither a usable local folder (missing, damaged, or with pickle
@@ -78,9 +118,36 @@ def save_pipeline(pipe, folder: str | Path, *, info: dict | None = None,
     return folder
 
 
-def embedded_model_path() -> Path:
-    """The folder of the tiny model that ships with sdlearn."""
-    return data_path("tiny-sd")
+def embedded_model_path(task: str = "text2img") -> Path:
+    """The folder of the tiny model that ships with sdlearn (or of its sibling for ``task``)."""
+    return data_path(_task(task).folder)
+
+
+def _task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"task={name!r} is not a task sdlearn has a model for; use one of "
+                         f"{', '.join(map(repr, TASKS))}")
+    return TASKS[name]
+
+
+def _default_model(task: str) -> str:
+    """The model ``load_pipeline(task=task)`` loads when given none (see :func:`load_pipeline`)."""
+    spec = _task(task)
+    chosen = os.environ.get(spec.env_var, "").strip()
+    if chosen:
+        return chosen
+    base = os.environ.get(ENV_VAR, "").strip()
+    if spec.env_var == ENV_VAR or not base:
+        return str(embedded_model_path(task))
+    sibling = dict(spec.siblings).get(base.rstrip("/"))
+    if sibling is None:
+        # the tiny sibling beside a real base model would mix two worlds and two sizes
+        known, real = spec.siblings[0]
+        raise ModelNotFoundError(
+            f"${ENV_VAR} is {base!r}, and sdlearn knows no {task} model made from it: set "
+            f"${spec.env_var} to one (for {known}: {real!r}), or unset ${ENV_VAR} to use the "
+            "tiny model's family")
+    return sibling
 
 
 def model_info(pipe) -> dict:
@@ -184,13 +251,12 @@ def _damaged_weights(path: Path) -> str | None:
     return None
 
 
-def _load_folder(path: Path, model: str, kwargs: dict):
-    from diffusers import StableDiffusionPipeline
+def _load_folder(path: Path, model: str, kwargs: dict, cls):
     from safetensors import SafetensorError
 
     _check_folder(path, model)
     try:
-        return StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
+        return cls.from_pretrained(str(path), **kwargs)
     except (OSError, SafetensorError, UnicodeDecodeError) as error:
         # diffusers names a damaged file only sometimes (a damaged text encoder: never)
         damaged = _damaged_weights(path)
@@ -207,12 +273,19 @@ def _short(error: BaseException, width: int = 300) -> str:
 
 
 def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None = None,
-                  dtype=None, scheduler: str | None = None):
+                  dtype=None, scheduler: str | None = None, task: str = "text2img"):
     """Load a Stable Diffusion pipeline, with the safety checker off.
 
     - ``model``: a local folder in diffusers layout, or a hub id such as
       ``"stable-diffusion-v1-5/stable-diffusion-v1-5"``. Default: ``$SDLEARN_MODEL`` if set,
       else the embedded tiny model.
+    - ``task``: ``"text2img"`` (a ``StableDiffusionPipeline``), ``"inpainting"`` (a
+      ``StableDiffusionInpaintPipeline`` whose UNet reads 9 channels) or ``"depth"`` (a
+      ``StableDiffusionDepth2ImgPipeline``, 5). For a sibling the default model is its
+      variable (``$SDLEARN_INPAINTING_MODEL``, ``$SDLEARN_DEPTH_MODEL``) if set; else, if
+      ``$SDLEARN_MODEL`` names a well-known base model, its sibling (Stable Diffusion 1.5's
+      inpainting one is ``stable-diffusion-v1-5/stable-diffusion-inpainting``); else the tiny
+      model's.
     - ``device``: default :func:`get_device`. ``dtype``: default ``$SDLEARN_DTYPE`` if set
       (``float32``, ``float16`` or ``bfloat16``), else float16 on CUDA and float32 elsewhere.
       ``scheduler``: a short name (``pndm ddim lms euler dpm unipc deis``) to swap it.
@@ -225,9 +298,16 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
     >>> pipe.scheduler.__class__.__name__
     'EulerDiscreteScheduler'
     """
+    import diffusers
     import torch
 
-    model = str(model or os.environ.get(ENV_VAR) or embedded_model_path())
+    spec = _task(task)
+    model = str(model or _default_model(task))
+    if model == str(embedded_model_path(task)) and not Path(model).is_dir():
+        raise ModelNotFoundError(
+            f"sdlearn's tiny {task} model is not in this installation ({model}): make it with "
+            f"`sdlearn train --task {task} --init-from {embedded_model_path()} ...` (see the "
+            f"README), or set ${spec.env_var} to a {spec.pipeline} folder or hub id")
     if scheduler is not None:
         check_scheduler_name(scheduler)
     device = check_device(device or get_device())
@@ -243,7 +323,7 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
             if not (path / "model_index.json").is_file():
                 raise _not_found(model, f"the folder {path} has no model_index.json, so it is "
                                         "not a diffusers pipeline folder")
-            pipe = _load_folder(path, model, kwargs)
+            pipe = _load_folder(path, model, kwargs, getattr(diffusers, spec.pipeline))
         elif path.exists():
             raise _not_found(model, f"{path} is a file; sdlearn loads a folder in diffusers "
                                     "layout, not a single checkpoint file")
@@ -251,12 +331,26 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device: str | None 
             raise _not_found(model, "there is no such folder, and it is not a hub id of the "
                                     "form 'owner/name'")
         else:
-            pipe = _from_hub(model, kwargs)
+            pipe = _from_hub(model, kwargs, getattr(diffusers, spec.pipeline))
+    _check_task(pipe, model, task)
     # float16 on the CPU runs (more slowly); diffusers' warning that it will fail is wrong
     pipe = pipe.to(device, silence_dtype_warnings=True)
     if scheduler is not None:
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     return pipe
+
+
+def _check_task(pipe, model: str, task: str) -> None:
+    """The UNet must read the channels ``task``'s pipeline gives it: say which task fits."""
+    got = pipe.unet.config.in_channels
+    want = {name: spec.unet_in_channels or pipe.vae.config.latent_channels
+            for name, spec in TASKS.items()}
+    if got != want[task]:
+        fits = [name for name, n in want.items() if n == got]
+        fix = (f"load it with task={fits[0]!r}" if fits else
+               "sdlearn has no pipeline for such a UNet")
+        raise ValueError(f"model {model!r} has a UNet reading {got} input channels, and "
+                         f"task={task!r} needs {want[task]}: {fix}")
 
 
 def _dtype_from_env():
@@ -274,8 +368,7 @@ def _parse_dtype(name, what: str):
     return getattr(torch, str(name).removeprefix("torch."))
 
 
-def _from_hub(model: str, kwargs: dict):
-    from diffusers import StableDiffusionPipeline
+def _from_hub(model: str, kwargs: dict, cls):
     from safetensors import SafetensorError
 
     # 'models/missing' may be a folder that is not there, or a hub id: say both
@@ -285,7 +378,7 @@ def _from_hub(model: str, kwargs: dict):
     # wait for the network (huggingface_hub fetches a registry for its user agent).
     lookup = None if _offline() else _in_background(_hub_unreachable)
     try:
-        return StableDiffusionPipeline.from_pretrained(model, local_files_only=True, **kwargs)
+        return cls.from_pretrained(model, local_files_only=True, **kwargs)
     except (OSError, ValueError, SafetensorError) as cached_error:
         if _offline():
             raise _not_found(model, f"{where} and HF_HUB_OFFLINE is set") from cached_error
@@ -295,7 +388,7 @@ def _from_hub(model: str, kwargs: dict):
     if unreachable is not None:  # the hub's client would retry for about 40 s without a word
         raise _no_network(model, where, unreachable) from None
     try:
-        return StableDiffusionPipeline.from_pretrained(model, **kwargs)
+        return cls.from_pretrained(model, **kwargs)
     except Exception as error:  # connection, HTTP and missing-file errors all end here
         offline = _network_error(error)
         if offline is not None:

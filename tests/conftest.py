@@ -91,6 +91,56 @@ def vpred_model_dir(tmp_path_factory, vpred_arch):
     return folder
 
 
+def _inpainting_sibling(base_dir, folder):
+    """The model in ``base_dir`` widened to an inpainting UNet (9 channels, the new ones zero,
+    as fine-tuning starts) and saved as a ``StableDiffusionInpaintPipeline``: the sibling a
+    real base model has, for the learner runs of lesson 07."""
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+    from sdlearn.training.inpainting import widen_conv_in
+
+    base = StableDiffusionPipeline.from_pretrained(base_dir, dtype=torch.float32)
+    components = {**base.components, "unet": widen_conv_in(base.unet, 9)}
+    StableDiffusionInpaintPipeline(**components, requires_safety_checker=False).save_pretrained(
+        folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def plain_inpainting_dir(tmp_path_factory, plain_model_dir):
+    return _inpainting_sibling(plain_model_dir, tmp_path_factory.mktemp("plain-inpainting"))
+
+
+@pytest.fixture(scope="session")
+def vpred_inpainting_dir(tmp_path_factory, vpred_model_dir):
+    return _inpainting_sibling(vpred_model_dir, tmp_path_factory.mktemp("vpred-inpainting"))
+
+
+def _depth_sibling(base_dir, folder):
+    """The model in ``base_dir`` with a new (untrained) depth estimator and its UNet widened to
+    5 channels, saved as a ``StableDiffusionDepth2ImgPipeline``."""
+    import torch
+    from diffusers import StableDiffusionDepth2ImgPipeline, StableDiffusionPipeline
+
+    from sdlearn.training.depth import build_depth_estimator
+    from sdlearn.training.inpainting import widen_conv_in
+
+    base = StableDiffusionPipeline.from_pretrained(base_dir, dtype=torch.float32)
+    estimator, processor = build_depth_estimator(base.unet.config.sample_size
+                                                 * base.vae_scale_factor)
+    parts = {k: base.components[k] for k in ("vae", "text_encoder", "tokenizer", "scheduler")}
+    StableDiffusionDepth2ImgPipeline(**parts, unet=widen_conv_in(base.unet, 5),
+                                     depth_estimator=estimator,
+                                     feature_extractor=processor).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def plain_depth_dir(tmp_path_factory, plain_model_dir):
+    return _depth_sibling(plain_model_dir, tmp_path_factory.mktemp("plain-depth"))
+
+
 @pytest.fixture
 def fake_clock(monkeypatch):
     """``time.perf_counter`` that moves only when told: timings exact on a busy machine too."""

@@ -67,6 +67,67 @@ def test_quality_prints_every_field(small_model_dir, tmp_path):
     assert [e["prompt"] for e in figures["free_prompt_examples"]][:1] == ["a red circle"]
 
 
+def test_inpainting_prints_both_methods_and_the_bars(plain_model_dir, plain_inpainting_dir,
+                                                     tmp_path):
+    figures = run_script("inpainting.py", "--model", str(plain_inpainting_dir), "--base",
+                         str(plain_model_dir), "--n", "3", "--batch", "2", "--steps", "2",
+                         "--validation", "--out", str(tmp_path / "i.json"))
+    _recorded(tmp_path / "i.json", figures)
+    assert figures["n"] == 3 and figures["scenes"] == "validation" and figures["steps"] == 2
+    for method in ("blending", "inpainting_model"):
+        row = figures[method]
+        assert 0 <= row["adherence"] <= 1 and row["kept_psnr"] > 0 and row["seam"] >= 0
+        assert row["kept_change"] >= 0 and row["seconds_per_image"] > 0
+    assert set(figures["vae_round_trip"]) == {"kept_psnr", "kept_change", "seam"}
+    pasted = figures["inpainting_model_pasted_back"]
+    assert pasted["kept_change"] == 0 and pasted["kept_psnr"] > 150  # the original, exactly
+    bars = figures["bars"]
+    assert bars["seam_lower_than_blending"] == (figures["inpainting_model"]["seam"]
+                                                < figures["blending"]["seam"])
+    assert set(bars) == {"seam_lower_than_blending", "adherence_within_0.05_of_blending",
+                         "kept_within_1_db_of_round_trip"}
+
+
+def test_inpainting_edits_change_colour_and_shape_and_mask_the_object():
+    import numpy as np
+
+    edits = load_script("inpainting").edits(20, 64)
+    for old, new, mask in edits:
+        before, after = old.objects[0], new.objects[0]
+        assert after.color not in {old.background, *(o.color for o in old.objects)}
+        assert after.shape != before.shape and new.objects[1] == old.objects[1]
+        assert 0 < (np.asarray(mask) > 0).mean() < 1
+    assert edits == load_script("inpainting").edits(20, 64)  # the same edits every run
+
+
+def test_depth_prints_the_estimator_both_methods_and_the_bars(plain_model_dir, plain_depth_dir,
+                                                              tmp_path):
+    figures = run_script("depth.py", "--model", str(plain_depth_dir), "--base",
+                         str(plain_model_dir), "--n", "3", "--n-depth", "4", "--batch", "2",
+                         "--steps", "2", "--strengths", "0.5,0.8", "--validation",
+                         "--out", str(tmp_path / "d.json"))
+    _recorded(tmp_path / "d.json", figures)
+    assert figures["n"] == 3 and figures["n_depth"] == 4 and figures["scenes"] == "validation"
+    assert 0 <= figures["estimator"]["delta_1.25"] <= 1 and figures["estimator"]["abs_rel"] >= 0
+    assert set(figures["by_strength"]) == {"0.5", "0.8"}
+    for point in figures["by_strength"].values():
+        for method in ("depth2img", "img2img"):
+            row = point[method]
+            assert set(row) == {"layout", "colors", "both"}
+            assert all(0 <= v <= 1 for v in row.values()) and row["both"] <= row["layout"]
+    assert figures["bars"]["img2img_both_below_half"] == (
+        figures["by_strength"]["0.5"]["img2img"]["both"] < 0.5)
+
+
+def test_depth_recolours_every_object_and_keeps_the_layout():
+    pairs = load_script("depth").recoloured(20)
+    for old, new in pairs:
+        assert old.background == new.background
+        for a, b in zip(old.objects, new.objects, strict=True):
+            assert (a.shape, a.size, a.place) == (b.shape, b.size, b.place)
+            assert b.color not in {old.background, *(o.color for o in old.objects)}
+
+
 class _Painter:
     """A stand-in pipeline that paints, for each generator, a scene ``paint(seed)`` returns."""
 

@@ -300,3 +300,59 @@ def test_no_network_for_a_hub_id_fails_at_once(monkeypatch, capsys, proxy, dns, 
     else:
         assert "the hub could not provide it (OSError: the hub's answer)" in message
     assert "looking for 'someone/some-model' on the Hugging Face hub" in capsys.readouterr().err
+
+
+def test_the_inpainting_sibling_loads_by_task(monkeypatch):
+    from diffusers import StableDiffusionInpaintPipeline
+
+    for var in (ENV_VAR, models.TASKS["inpainting"].env_var):
+        monkeypatch.delenv(var, raising=False)
+    inpainter = load_pipeline(task="inpainting")
+    assert isinstance(inpainter, StableDiffusionInpaintPipeline) and is_shapes_model(inpainter)
+    assert inpainter.name_or_path == str(embedded_model_path("inpainting"))
+    assert inpainter.unet.config.in_channels == 9 and inpainter.vae_scale_factor == 8
+    folder = embedded_model_path("inpainting")
+    assert not list(folder.rglob("*.bin")), "weights must be safetensors only"
+    assert json.loads((folder / "sdlearn.json").read_text())["task"] == "inpainting"
+    with pytest.raises(ValueError, match="task='text-to-video' is not a task sdlearn has a "
+                                         "model for; use one of 'text2img', 'inpainting'"):
+        load_pipeline(task="text-to-video")
+
+
+def test_a_sibling_not_in_the_installation_says_how_to_make_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "data_path", lambda *parts: tmp_path.joinpath(*parts))
+    for var in (ENV_VAR, "SDLEARN_DEPTH_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ModelNotFoundError, match=r"tiny depth model is not in this installation"
+                                                 r".*sdlearn train --task depth.*"
+                                                 r"\$SDLEARN_DEPTH_MODEL"):
+        load_pipeline(task="depth")
+
+
+def test_a_model_of_the_wrong_task_says_which_task_fits(tmp_path, plain_model_dir,
+                                                        plain_inpainting_dir):
+    with pytest.raises(ValueError, match="reading 4 input channels, and task='inpainting' "
+                                         "needs 9: load it with task='text2img'"):
+        load_pipeline(plain_model_dir, task="inpainting")
+    with pytest.raises(ValueError, match="reading 9 input channels, and task='text2img' needs "
+                                         "4: load it with task='inpainting'"):
+        load_pipeline(plain_inpainting_dir)
+    assert load_pipeline(plain_inpainting_dir, task="inpainting").unet.config.in_channels == 9
+
+
+def test_the_inpainting_model_follows_the_base_models_variables(monkeypatch, plain_model_dir,
+                                                               plain_inpainting_dir):
+    var = models.TASKS["inpainting"].env_var
+    assert var == "SDLEARN_INPAINTING_MODEL"
+    monkeypatch.delenv(var, raising=False)
+    # A real base model's well-known sibling; the tiny one beside it would mix two worlds.
+    monkeypatch.setenv(ENV_VAR, "stable-diffusion-v1-5/stable-diffusion-v1-5")
+    sibling = models._default_model("inpainting")
+    assert sibling == "stable-diffusion-v1-5/stable-diffusion-inpainting"
+    monkeypatch.setenv(ENV_VAR, str(plain_model_dir))
+    with pytest.raises(ModelNotFoundError, match="knows no inpainting model made from it: set "
+                                                 r"\$SDLEARN_INPAINTING_MODEL"):
+        load_pipeline(task="inpainting")
+    monkeypatch.setenv(var, str(plain_inpainting_dir))
+    assert load_pipeline(task="inpainting").name_or_path == str(plain_inpainting_dir)
+    assert load_pipeline().name_or_path == str(plain_model_dir)  # text2img: unchanged

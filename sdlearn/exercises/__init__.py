@@ -10,5 +10,5 @@
 >>> import sdlearn.check
 >>> from sdlearn.exercises.common import EXERCISES
 >>> sorted(EXERCISES)[:3], len(EXERCISES)
-(['add_noise_by_hand', 'attention_by_hand', 'cfg_batch'], 33)
+(['add_noise_by_hand', 'attention_by_hand', 'cfg_batch'], 34)
 """
