@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .depth import depth_input, is_depth_model
 from .device import randn
 from .images import _as_array, check_float_image, to_pil
 from .masks import check_mask, latent_mask, mask_tensor
@@ -187,8 +188,13 @@ def _tensor_image(pipe, x: torch.Tensor, allow_large: bool = False) -> torch.Ten
 @torch.no_grad()
 def img2img(pipe, image, prompt: str | list[str], *, strength: float = 0.8, steps: int = 50,
             guidance_scale: float = 7.5, negative_prompt: str | None = None,
-            generator: torch.Generator | None = None, allow_large: bool = False) -> torch.Tensor:
+            generator: torch.Generator | None = None, depth_map: torch.Tensor | None = None,
+            allow_large: bool = False) -> torch.Tensor:
     """img2img by hand; the same latents as ``StableDiffusionImg2ImgPipeline`` at one seed.
+
+    With a depth model (5 channels, ``load_pipeline(task="depth")``) it is
+    ``StableDiffusionDepth2ImgPipeline``: the UNet reads the pictures' depth at every step
+    (:func:`sdlearn.depth.depth_input`), estimated, or ``depth_map`` ``(B, H, W)`` when given.
 
     ``image`` may be a list of pictures, with ``prompt`` and ``generator`` one per picture (or
     one for all): they are edited in one batch, each with the noise its own generator gives it
@@ -204,9 +210,16 @@ def img2img(pipe, image, prompt: str | list[str], *, strength: float = 0.8, step
     x, prompt = _pictures(pipe, image, prompt, generator, allow_large)
     timesteps = img2img_timesteps(pipe.scheduler, steps, strength)
     uncond, cond = encode_prompts(pipe, prompt, negative_prompt)
+    extra = None
+    if is_depth_model(pipe):
+        extra = depth_input(pipe, x, depth_map)
+    elif depth_map is not None:
+        raise ValueError("depth_map is for depth models, and this UNet reads no depth: load "
+                         "one with sdlearn.load_pipeline(task='depth'), or leave depth_map out")
     init, noise = encode_image(pipe, x, generator)
     latents = pipe.scheduler.add_noise(init, noise, timesteps[:1].repeat(len(init)))
-    return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator)
+    return denoise(pipe, latents, uncond, cond, timesteps, guidance_scale, generator=generator,
+                   extra=extra)
 
 
 def encode_image(pipe, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -320,8 +320,9 @@ def _check_extra(pipe, latents: torch.Tensor, extra) -> None:
         if want:
             raise ValueError(f"this UNet reads {pipe.unet.config.in_channels} channels, the "
                              f"latents' {latents.shape[1]} and {want} more: pass them as extra= "
-                             "(for an inpainting model, sdlearn.editing.inpainting_channels), "
-                             "or use sdlearn.editing.inpaint")
+                             "(for an inpainting model, sdlearn.editing.inpainting_channels, "
+                             "or use sdlearn.editing.inpaint; for a depth model, "
+                             "sdlearn.depth.depth_input, or use sdlearn.editing.img2img)")
         return
     got = tuple(extra.shape) if isinstance(extra, torch.Tensor) else _a(extra)
     if (not isinstance(extra, torch.Tensor) or extra.dim() != 4 or extra.shape[1] != want

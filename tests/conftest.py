@@ -141,6 +141,11 @@ def plain_depth_dir(tmp_path_factory, plain_model_dir):
     return _depth_sibling(plain_model_dir, tmp_path_factory.mktemp("plain-depth"))
 
 
+@pytest.fixture(scope="session")
+def vpred_depth_dir(tmp_path_factory, vpred_model_dir):
+    return _depth_sibling(vpred_model_dir, tmp_path_factory.mktemp("vpred-depth"))
+
+
 @pytest.fixture
 def fake_clock(monkeypatch):
     """``time.perf_counter`` that moves only when told: timings exact on a busy machine too."""

@@ -387,8 +387,8 @@ def test_an_inpainting_model_is_made_from_a_trained_one(tmp_path, small_arch, re
 def test_a_depth_model_is_made_from_a_trained_one(tmp_path, small_arch, reference_run):
     from diffusers import StableDiffusionDepth2ImgPipeline
 
+    from sdlearn.depth import depth_channel
     from sdlearn.models import quiet_loading
-    from sdlearn.training.depth import depth_conditioning
 
     source = reference_run / "pipeline"
     cfg = small_config(tmp_path / "depth", small_arch)
@@ -415,7 +415,7 @@ def test_a_depth_model_is_made_from_a_trained_one(tmp_path, small_arch, referenc
     from sdlearn.images import to_tensor
     assert torch.allclose(pixels, to_tensor(image), atol=1e-6)  # the VAE's input, [-1, 1]
     with torch.no_grad():
-        mine = depth_conditioning(depth.depth_estimator(pixels).predicted_depth, size)
+        mine = depth_channel(depth.depth_estimator(pixels).predicted_depth, size)
         theirs = depth.prepare_depth_map(image, None, 1, False, torch.float32,
                                          torch.device("cpu"))
     torch.testing.assert_close(mine, theirs)

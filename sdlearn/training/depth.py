@@ -9,8 +9,8 @@
 2. the UNet widened to 5 input channels (the new one's weights zero, so it starts as the base
    model) and fine-tuned with the estimator's depth map of each training picture beside the
    noisy latents, made as ``StableDiffusionDepth2ImgPipeline`` makes it
-   (:func:`depth_conditioning`). As Stability's model read MiDaS's estimates, this one reads
-   its estimator's, so that it is trained on what it will be given.
+   (:func:`sdlearn.depth.depth_channel`). As Stability's model read MiDaS's estimates, this
+   one reads its estimator's, so that it is trained on what it will be given.
 
 The text encoder stays the base model's. The result is a ``StableDiffusionDepth2ImgPipeline``
 folder with ``depth_estimator`` and ``feature_extractor``.
@@ -19,9 +19,6 @@ folder with ``depth_estimator`` and ``feature_extractor``.
 >>> estimator, processor = build_depth_estimator(64)
 >>> estimator(torch.zeros(2, 3, 64, 64)).predicted_depth.shape
 torch.Size([2, 64, 64])
->>> channel = depth_conditioning(torch.rand(2, 64, 64), 8)
->>> channel.shape, float(channel.min()), float(channel.max())
-(torch.Size([2, 1, 8, 8]), -1.0, 1.0)
 """
 
 from __future__ import annotations
@@ -31,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..depth import depth_channel
 from ..shapes.depth import inverse_depth, render_depth
 from .checkpoints import EMA, load_checkpoint, save_checkpoint
 from .data import to_model
@@ -65,17 +62,6 @@ def build_depth_estimator(image_size: int, seed: int = 0):
                                   keep_aspect_ratio=False, ensure_multiple_of=1,
                                   image_mean=[0.5] * 3, image_std=[0.5] * 3)
     return estimator, processor
-
-
-def depth_conditioning(predicted: torch.Tensor, latent_size: int) -> torch.Tensor:
-    """The depth channel a depth UNet reads, from predicted depths ``(B, H, W)``, as
-    ``StableDiffusionDepth2ImgPipeline`` makes it: bicubic to the latents' size, then each
-    map scaled to [-1, 1] (its own nearest point 1, its farthest −1)."""
-    small = F.interpolate(predicted.unsqueeze(1), size=(latent_size, latent_size),
-                          mode="bicubic", align_corners=False)
-    low = torch.amin(small, dim=[1, 2, 3], keepdim=True)
-    high = torch.amax(small, dim=[1, 2, 3], keepdim=True)
-    return 2.0 * (small - low) / (high - low) - 1.0
 
 
 def train_depth_estimator(trainer: Trainer) -> None:
@@ -115,7 +101,7 @@ def depth_maps(trainer: Trainer) -> torch.Tensor:
     images = trainer.data[1]
     latent = images.shape[1] // trainer.pipe.vae_scale_factor
     estimator = trainer.depth_estimator.eval()
-    maps = [depth_conditioning(estimator(to_model(images[i:i + 256], trainer.device))
+    maps = [depth_channel(estimator(to_model(images[i:i + 256], trainer.device))
                                .predicted_depth, latent)
             for i in tqdm(range(0, len(images), 256), desc="depth maps")]
     maps = torch.cat(maps).contiguous()
@@ -137,5 +123,4 @@ def depth_accuracy(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
             "abs_rel": float((np.abs(depth - true) / true).mean())}
 
 
-__all__ = ["DPT", "build_depth_estimator", "depth_accuracy", "depth_conditioning",
-           "depth_maps", "train_depth_estimator"]
+__all__ = ["DPT", "build_depth_estimator", "depth_accuracy", "depth_maps", "train_depth_estimator"]
