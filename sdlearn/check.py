@@ -42,6 +42,7 @@ from .exercises.lesson05 import guidance, guided_prediction, sample_by_hand
 from .exercises.lesson06 import img2img_loop, noise_to_strength, signal_kept, start_step
 from .exercises.lesson07 import inpaint_loop, latent_mask, put_back, widen_conv
 from .exercises.lesson08 import cold_and_warm, overall_speedup, weights_bytes
+from .exercises.lesson09 import delta_accuracy, depth_channel
 
 __all__ = [
     "EXERCISES", "SD_SCALING_FACTOR",
@@ -55,4 +56,5 @@ __all__ = [
     "start_step", "signal_kept", "noise_to_strength", "img2img_loop",  # 06_img2img
     "latent_mask", "put_back", "inpaint_loop", "widen_conv",       # 07_inpainting
     "cold_and_warm", "overall_speedup", "weights_bytes",           # 08_speed
+    "delta_accuracy", "depth_channel",                             # 09_depth
 ]
