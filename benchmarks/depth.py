@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 from pathlib import Path
@@ -38,35 +37,19 @@ from tqdm.auto import tqdm  # noqa: E402
 from sdlearn import load_pipeline, make_generators  # noqa: E402
 from sdlearn.quiet import quiet_loading  # noqa: E402
 from sdlearn.records import write_record  # noqa: E402
-from sdlearn.shapes import COLORS, caption, random_scene, render_image, score  # noqa: E402
+from sdlearn.shapes import (  # noqa: E402
+    caption,
+    random_scene,
+    read_recolor,
+    recolored_pairs,
+    render_image,
+)
 from sdlearn.shapes.depth import render_depth  # noqa: E402
-from sdlearn.shapes.splits import EVAL_SEED0, VALID_SEED0, held_out_scenes  # noqa: E402
+from sdlearn.shapes.splits import EVAL_SEED0, VALID_SEED0  # noqa: E402
 from sdlearn.sizes import default_size  # noqa: E402
 from sdlearn.training.depth import depth_accuracy  # noqa: E402
 
 STEPS, GUIDANCE, STRENGTH = 25, 7.5, 0.8  # STRENGTH: the depth pipeline's default
-
-
-def recoloured(n: int, seed0: int = EVAL_SEED0) -> list[tuple]:
-    """``n`` pairs ``(scene, the same scene with every object in a new colour)``."""
-    pairs = []
-    for i, old in enumerate(held_out_scenes(n, 2, seed0)):
-        rng = random.Random(seed0 + i)
-        free = sorted(c for c in COLORS
-                      if c not in {old.background, *(o.color for o in old.objects)})
-        new = old
-        for j, color in enumerate(rng.sample(free, len(old.objects))):
-            new = new.with_object(j, color=color)
-        pairs.append((old, new))
-    return pairs
-
-
-def reading(picture, scene) -> dict[str, bool]:
-    """Whether ``picture`` keeps ``scene``'s layout, shows its colours, and both."""
-    verdict = score(picture, scene)
-    layout = all(o.place and o.shape and o.size for o in verdict.objects) and not verdict.extra
-    colors = all(o.color for o in verdict.objects)
-    return {"layout": layout, "colors": colors, "both": layout and colors}
 
 
 @torch.no_grad()
@@ -94,7 +77,7 @@ def edit_all(pipe, pairs, strength: float, steps: int, seed0: int, batch: int, p
                         num_inference_steps=steps, guidance_scale=GUIDANCE,
                         generator=make_generators(range(seed0 + start,
                                                         seed0 + start + len(chunk)))).images
-        readings += [reading(p, new) for p, (_, new) in zip(pictures, chunk, strict=True)]
+        readings += [read_recolor(p, new) for p, (_, new) in zip(pictures, chunk, strict=True)]
         progress.update(len(chunk))
     return {k: round(statistics.mean(r[k] for r in readings), 3)
             for k in ("layout", "colors", "both")}
@@ -133,7 +116,7 @@ def main():
     for pipe in (model, img2img):
         pipe.set_progress_bar_config(disable=True)
     seed0 = VALID_SEED0 if args.validation else EVAL_SEED0
-    pairs = recoloured(args.n, seed0)
+    pairs = recolored_pairs(args.n, seed0)
     progress = tqdm(total=2 * args.n * len(strengths), desc="edits", unit="img")
     by_strength = {}
     for strength in strengths:

@@ -11,6 +11,7 @@ True
 
 from .captions import caption, describe_object, loose_caption
 from .prompts import PromptNotUnderstood, PromptReading, WantedObject, parse_prompt, score_prompt
+from .recolor import read_recolor, recolored_pairs
 from .render import object_coverage, render, render_image, shape_coverage
 from .scorer import Detection, ObjectScore, SceneScore, detect, score
 from .world import COLORS, PLACES, SHAPES, SIZES, Scene, ShapeObject, perturb, random_scene
@@ -19,5 +20,6 @@ __all__ = [
     "COLORS", "PLACES", "SHAPES", "SIZES", "Detection", "ObjectScore", "PromptNotUnderstood",
     "PromptReading", "Scene", "SceneScore", "ShapeObject", "WantedObject", "caption",
     "describe_object", "detect", "loose_caption", "object_coverage", "parse_prompt", "perturb",
-    "random_scene", "render", "render_image", "score", "score_prompt", "shape_coverage",
+    "random_scene", "read_recolor", "recolored_pairs", "render", "render_image", "score",
+    "score_prompt", "shape_coverage",
 ]
