@@ -16,6 +16,7 @@ from sdlearn.shapes import (
     detect,
     perturb,
     random_scene,
+    recolored_pairs,
     render,
     score,
 )
@@ -203,3 +204,12 @@ def test_depth_puts_each_cut_out_in_front_of_the_backdrop_by_how_big_it_looks():
         covered = sum(object_coverage(o, 64) for o in scene.objects) > 0
         assert (depth[~covered] == BACKDROP).all()
         assert np.allclose(inverse_depth(depth) * depth, 1)
+
+
+def test_recolored_pairs_recolour_every_object_and_keep_the_layout():
+    pairs = recolored_pairs(20)
+    for old, new in pairs:
+        assert old.background == new.background
+        for a, b in zip(old.objects, new.objects, strict=True):
+            assert (a.shape, a.size, a.place) == (b.shape, b.size, b.place)
+            assert b.color not in {old.background, *(o.color for o in old.objects)}
