@@ -6,7 +6,9 @@ Held-out scenes (seeds from ``EVAL_SEED0`` on, a range training never uses):
   against the world's true depth (:mod:`sdlearn.shapes.depth`): ``delta_1.25`` (the share of
   pixels within a factor 1.25) and ``abs_rel`` (mean relative error);
 - ``depth2img`` and ``img2img``: two-object scenes in which every object gets a new colour
-  (one the scene does not have), the prompt is the recoloured scene's caption, and both run at
+  (one the scene does not have, :func:`sdlearn.shapes.recolored_pairs`); the prompt names the
+  new colours, the shapes and the background but neither places nor sizes
+  (:func:`sdlearn.shapes.recolor_prompt`), so the layout must come from the input. Both run at
   the same strength, seeds and settings (25 steps, guidance 7.5): the depth model through
   ``StableDiffusionDepth2ImgPipeline``, estimating depth itself, and the base model through
   ``StableDiffusionImg2ImgPipeline``. The scorer reads ``layout`` (every object's place, shape
@@ -38,9 +40,9 @@ from sdlearn import load_pipeline, make_generators  # noqa: E402
 from sdlearn.quiet import quiet_loading  # noqa: E402
 from sdlearn.records import write_record  # noqa: E402
 from sdlearn.shapes import (  # noqa: E402
-    caption,
     random_scene,
     read_recolor,
+    recolor_prompt,
     recolored_pairs,
     render_image,
 )
@@ -72,7 +74,7 @@ def edit_all(pipe, pairs, strength: float, steps: int, seed0: int, batch: int, p
     readings = []
     for start in range(0, len(pairs), batch):
         chunk = pairs[start:start + batch]
-        pictures = pipe([caption(new) for _, new in chunk],
+        pictures = pipe([recolor_prompt(new) for _, new in chunk],
                         image=[render_image(old, size) for old, _ in chunk], strength=strength,
                         num_inference_steps=steps, guidance_scale=GUIDANCE,
                         generator=make_generators(range(seed0 + start,

@@ -14,11 +14,15 @@ from sdlearn.shapes import (
     ShapeObject,
     caption,
     detect,
+    mirror,
+    parse_prompt,
     perturb,
     random_scene,
+    recolor_prompt,
     recolored_pairs,
     render,
     score,
+    score_prompt,
 )
 
 
@@ -210,6 +214,16 @@ def test_recolored_pairs_recolour_every_object_and_keep_the_layout():
     pairs = recolored_pairs(20)
     for old, new in pairs:
         assert old.background == new.background
+        assert len({o.shape for o in old.objects}) == 2  # the prompt's shapes say which is which
+        prompt = recolor_prompt(new)
+        assert parse_prompt(prompt).objects and not any(p in prompt for p in PLACES)
+        assert score_prompt(render(new), prompt).correct
+        flipped = mirror(old)
+        assert mirror(flipped) == old and [o.size for o in flipped.objects] == [
+            o.size for o in old.objects]
+        assert all(PLACES[a.place][0] == PLACES[b.place][0]
+                   and PLACES[a.place][1] == 2 - PLACES[b.place][1]
+                   for a, b in zip(old.objects, flipped.objects, strict=True))
         for a, b in zip(old.objects, new.objects, strict=True):
             assert (a.shape, a.size, a.place) == (b.shape, b.size, b.place)
             assert b.color not in {old.background, *(o.color for o in old.objects)}

@@ -11,7 +11,7 @@ True
 
 from .captions import caption, describe_object, loose_caption
 from .prompts import PromptNotUnderstood, PromptReading, WantedObject, parse_prompt, score_prompt
-from .recolor import read_recolor, recolored_pairs
+from .recolor import mirror, read_recolor, recolor_prompt, recolored_pairs
 from .render import object_coverage, render, render_image, shape_coverage
 from .scorer import Detection, ObjectScore, SceneScore, detect, score
 from .world import COLORS, PLACES, SHAPES, SIZES, Scene, ShapeObject, perturb, random_scene
@@ -19,7 +19,8 @@ from .world import COLORS, PLACES, SHAPES, SIZES, Scene, ShapeObject, perturb, r
 __all__ = [
     "COLORS", "PLACES", "SHAPES", "SIZES", "Detection", "ObjectScore", "PromptNotUnderstood",
     "PromptReading", "Scene", "SceneScore", "ShapeObject", "WantedObject", "caption",
-    "describe_object", "detect", "loose_caption", "object_coverage", "parse_prompt", "perturb",
-    "random_scene", "read_recolor", "recolored_pairs", "render", "render_image", "score",
-    "score_prompt", "shape_coverage",
+    "describe_object", "detect", "loose_caption", "mirror", "object_coverage", "parse_prompt",
+    "perturb",
+    "random_scene", "read_recolor", "recolor_prompt", "recolored_pairs", "render",
+    "render_image", "score", "score_prompt", "shape_coverage",
 ]
