@@ -6,7 +6,9 @@ diffusers ``StableDiffusionPipeline``, so the lessons read every number from its
 
 The tiny model has a family, made from it as Stability made theirs (:data:`TASKS`):
 ``load_pipeline(task="inpainting")`` loads its 9-channel inpainting sibling as a
-``StableDiffusionInpaintPipeline``, or the model ``$SDLEARN_INPAINTING_MODEL`` names.
+``StableDiffusionInpaintPipeline``, or the model ``$SDLEARN_INPAINTING_MODEL`` names;
+``load_pipeline(task="depth")`` its depth-to-image sibling (a 5-channel UNet and a depth
+estimator) as a ``StableDiffusionDepth2ImgPipeline``, or ``$SDLEARN_DEPTH_MODEL``.
 
 >>> pipe = load_pipeline()
 >>> type(pipe).__name__, pipe.vae_scale_factor
@@ -14,6 +16,9 @@ The tiny model has a family, made from it as Stability made theirs (:data:`TASKS
 >>> inpainter = load_pipeline(task="inpainting")
 >>> type(inpainter).__name__, inpainter.unet.config.in_channels
 ('StableDiffusionInpaintPipeline', 9)
+>>> depth = load_pipeline(task="depth")
+>>> type(depth).__name__, depth.unet.config.in_channels, type(depth.depth_estimator).__name__
+('StableDiffusionDepth2ImgPipeline', 5, 'DPTForDepthEstimation')
 """
 
 from __future__ import annotations

@@ -302,18 +302,22 @@ def test_no_network_for_a_hub_id_fails_at_once(monkeypatch, capsys, proxy, dns, 
     assert "looking for 'someone/some-model' on the Hugging Face hub" in capsys.readouterr().err
 
 
-def test_the_inpainting_sibling_loads_by_task(monkeypatch):
-    from diffusers import StableDiffusionInpaintPipeline
-
-    for var in (ENV_VAR, models.TASKS["inpainting"].env_var):
+@pytest.mark.parametrize("task, pipeline, channels", [
+    ("inpainting", "StableDiffusionInpaintPipeline", 9),
+    ("depth", "StableDiffusionDepth2ImgPipeline", 5)])
+def test_the_siblings_load_by_task(monkeypatch, task, pipeline, channels):
+    for var in (ENV_VAR, models.TASKS[task].env_var):
         monkeypatch.delenv(var, raising=False)
-    inpainter = load_pipeline(task="inpainting")
-    assert isinstance(inpainter, StableDiffusionInpaintPipeline) and is_shapes_model(inpainter)
-    assert inpainter.name_or_path == str(embedded_model_path("inpainting"))
-    assert inpainter.unet.config.in_channels == 9 and inpainter.vae_scale_factor == 8
-    folder = embedded_model_path("inpainting")
+    sibling = load_pipeline(task=task)
+    assert type(sibling).__name__ == pipeline and is_shapes_model(sibling)
+    assert sibling.name_or_path == str(embedded_model_path(task))
+    assert sibling.unet.config.in_channels == channels and sibling.vae_scale_factor == 8
+    folder = embedded_model_path(task)
     assert not list(folder.rglob("*.bin")), "weights must be safetensors only"
-    assert json.loads((folder / "sdlearn.json").read_text())["task"] == "inpainting"
+    assert json.loads((folder / "sdlearn.json").read_text())["task"] == task
+    if task == "depth":
+        assert type(sibling.depth_estimator).__name__ == "DPTForDepthEstimation"
+        assert (folder / "feature_extractor" / "preprocessor_config.json").exists()
     with pytest.raises(ValueError, match="task='text-to-video' is not a task sdlearn has a "
                                          "model for; use one of 'text2img', 'inpainting'"):
         load_pipeline(task="text-to-video")

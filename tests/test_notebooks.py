@@ -67,9 +67,10 @@ def test_learner_version_runs_with_another_model(lesson, model_fixture, dtype, t
 
     model_dir = request.getfixturevalue(model_fixture)
     monkeypatch.setenv("SDLEARN_MODEL", str(model_dir))
-    # its inpainting sibling, as a real model's is named (load_pipeline(task="inpainting"))
-    sibling = model_fixture.replace("_model_dir", "_inpainting_dir")
-    monkeypatch.setenv("SDLEARN_INPAINTING_MODEL", str(request.getfixturevalue(sibling)))
+    # its inpainting and depth siblings, as a real model's are named (load_pipeline(task=...))
+    for task in ("inpainting", "depth"):
+        sibling = request.getfixturevalue(model_fixture.replace("_model_dir", f"_{task}_dir"))
+        monkeypatch.setenv(f"SDLEARN_{task.upper()}_MODEL", str(sibling))
     monkeypatch.setenv("SDLEARN_DTYPE", dtype)
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     nb = nbformat.read(NOTEBOOKS / "learner" / lesson.name, as_version=4)

@@ -9,6 +9,7 @@ from PIL import Image
 
 from sdlearn import is_shapes_model, load_pipeline, make_generator
 from sdlearn.shapes import caption, perturb, random_scene, render_image
+from sdlearn.shapes.captions import UNPLACED
 from sdlearn.training import TrainConfig, Trainer
 from sdlearn.training import loop as loop_module
 from sdlearn.training.checkpoints import load_checkpoint, save_checkpoint
@@ -260,6 +261,8 @@ def test_bad_settings_are_refused_before_anything_is_written(cfg):
         Trainer(TrainConfig(**{**cfg.__dict__, "scheduler": "heun"}))
     with pytest.raises(ValueError, match="decoder_margin=-1"):
         Trainer(TrainConfig(**{**cfg.__dict__, "decoder_margin": -1}))
+    with pytest.raises(ValueError, match="timesteps='cubed': use one of uniform, cubic"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "timesteps": "cubed"}))
     assert not (Path(cfg.out) / "config.json").exists()
 
 
@@ -316,6 +319,12 @@ def test_training_captions_can_say_less_than_the_picture(cfg):
     named = [sum(len(o.named()) for o in parse_prompt(t).objects) for t in (*full, *loose)]
     assert min(named[:200]) >= 4  # every full caption names all four attributes of each object
     assert sum(named[200:]) < 0.8 * sum(named[:200])
+    # a depth model's captions: never where nor how big, so the layout is the depth map's
+    unplaced = training_captions(scenes, random.Random(0), dropout=0.0, loose=True,
+                                 shares=UNPLACED)
+    readings = [parse_prompt(t) for t in unplaced]
+    assert not any(o.place or o.size for r in readings for o in r.objects)
+    assert sum(len(o.named()) for r in readings for o in r.objects) > 0.2 * sum(named[:200])
 
 
 def test_a_run_can_start_from_a_trained_model(tmp_path, small_arch, reference_run):

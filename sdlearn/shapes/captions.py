@@ -112,6 +112,9 @@ LOOSE = {
     "prefix": 0.15,       # "a picture of ..."
     "capital": 0.25, "stop": 0.2,  # "A red circle."
 }
+# Loose captions that never say where an object is or how big (nor give the full caption):
+# what a depth model learns from, so that the layout can come only from its depth map.
+UNPLACED = {"full": 0.0, "place": 0.0, "size": 0.0}
 PREFIXES = ["a picture of", "a photo of", "a drawing of", "an image of"]
 NUMBER_WORDS = {2: "two", 3: "three"}
 GENERIC_NOUNS = {1: ["shape", "object", "thing"], 2: ["shapes", "objects", "things"]}

@@ -23,9 +23,11 @@ from ..architectures import TinyArchitecture, architecture_dict
 from ..schedulers import SCHEDULERS, check_scheduler_name
 from ..sizes import check_size
 
-CAPTIONS = ("full", "loose")  # how training captions describe their pictures
+CAPTIONS = ("full", "loose", "unplaced")  # how training captions describe their pictures
 # what the UNet phase trains (training/inpainting.py, training/depth.py)
 TASKS = ("text2img", "inpainting", "depth")
+# how the UNet phase draws its timesteps: every one alike, or the noisy ones more often
+TIMESTEPS = ("uniform", "cubic")
 
 # Settings that count something: 0 would fail late, or train nothing.
 COUNTS = ("n_train", "vae_steps", "unet_steps", "vae_batch", "unet_batch", "scale_samples",
@@ -59,7 +61,9 @@ class TrainConfig:
     caption_dropout: float = 0.1
     caption_noise: float = 0.5     # share of captions with one detail wrong (see training_captions)
     # "full": every caption describes the whole picture; "loose": captions say less, as
-    # people's do (sdlearn.shapes.loose_caption), so the seed decides what they leave open
+    # people's do (sdlearn.shapes.loose_caption), so the seed decides what they leave open;
+    # "unplaced": loose captions that never say where an object is or how big, for a depth
+    # model, whose layout must come from its depth map (sdlearn.shapes.captions.UNPLACED)
     captions: str = "full"
     init_from: str | None = None   # a trained pipeline folder to start from (training/init.py)
     # "inpainting": the UNet widened to 9 input channels and fine-tuned on random masks, the
@@ -70,6 +74,9 @@ class TrainConfig:
     depth_steps: int = 3_000       # the depth estimator's phase (task "depth")
     depth_batch: int = 32
     depth_lr: float = 1e-3
+    # "cubic": t = (1 - u**3) * T for a uniform u, so that the noisy steps, where a picture's
+    # layout is decided, come more often (T2I-Adapter's sampling, for a depth model's channel)
+    timesteps: str = "uniform"
     min_snr_gamma: float = 5.0     # Min-SNR loss weighting (Hang et al. 2023)
     ema_decay: float = 0.999
     warmup_steps: int = 200
@@ -123,6 +130,9 @@ class TrainConfig:
         if self.captions not in CAPTIONS:
             raise ValueError(f"{name('captions')}={self.captions!r}: use one of "
                              f"{', '.join(CAPTIONS)}")
+        if self.timesteps not in TIMESTEPS:
+            raise ValueError(f"{name('timesteps')}={self.timesteps!r}: use one of "
+                             f"{', '.join(TIMESTEPS)}")
         if self.task not in TASKS:
             raise ValueError(f"{name('task')}={self.task!r}: use one of {', '.join(TASKS)}")
         if self.task != "text2img" and self.init_from is None:
@@ -166,7 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         value = getattr(defaults, f.name)
         kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
         choices = {"scheduler": sorted(SCHEDULERS), "captions": list(CAPTIONS),
-                   "task": list(TASKS)}.get(f.name)
+                   "task": list(TASKS), "timesteps": list(TIMESTEPS)}.get(f.name)
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=value,
                             choices=choices, help=f"(default: {value})")
     parser.add_argument("--image-size", type=int, default=defaults.arch.image_size,

@@ -45,11 +45,12 @@ def to_model(images: np.ndarray, device):
 
 
 def training_captions(scenes, rng: random.Random, dropout: float, noise: float = 0.0,
-                      loose: bool = False) -> list[str]:
+                      loose: bool = False, shares: dict | None = None) -> list[str]:
     """The prompts of one UNet batch: varied captions, ``""`` for ``dropout`` of them.
 
     ``loose=True`` writes captions that may say less than the picture shows
-    (:func:`sdlearn.shapes.loose_caption`); otherwise every caption describes it whole.
+    (:func:`sdlearn.shapes.loose_caption`, with ``shares`` changing how often each detail is
+    named); otherwise every caption describes it whole.
 
     With ``noise`` > 0, that share of the captions describes the scene with one detail wrong
     (:func:`sdlearn.shapes.perturb`), as captions scraped from the web often do. The model then
@@ -68,7 +69,7 @@ def training_captions(scenes, rng: random.Random, dropout: float, noise: float =
             continue
         if noise and rng.random() < noise:  # no draw at 0: older runs resume exactly
             scene = perturb(scene, rng)
-        prompts.append(loose_caption(scene, rng) if loose else caption(scene, rng))
+        prompts.append(loose_caption(scene, rng, shares) if loose else caption(scene, rng))
     return prompts
 
 

@@ -65,7 +65,7 @@ def export(trainer: Trainer, unet_state=None, text_state=None,
                                                 depth_estimator=trainer.depth_estimator,
                                                 feature_extractor=trainer.depth_processor)
     keep_rows(pipe.text_encoder.get_input_embeddings().weight,
-              world_token_ids(pipe.tokenizer, loose=cfg.captions == "loose"))
+              world_token_ids(pipe.tokenizer, loose=cfg.captions != "full"))
     info = {
         "world": "shapes",
         "trained": True,
