@@ -108,7 +108,10 @@ def test_depth_prints_the_estimator_both_methods_and_the_bars(plain_model_dir, p
                          "--out", str(tmp_path / "d.json"))
     _recorded(tmp_path / "d.json", figures)
     assert figures["n"] == 3 and figures["n_depth"] == 4 and figures["scenes"] == "validation"
-    assert 0 <= figures["estimator"]["delta_1.25"] <= 1 and figures["estimator"]["abs_rel"] >= 0
+    estimator = figures["estimator"]
+    for prefix in ("", "objects_", "flat_backdrop_"):
+        assert 0 <= estimator[f"{prefix}delta_1.25"] <= 1 and estimator[f"{prefix}abs_rel"] >= 0
+    assert estimator["flat_backdrop_delta_1.25"] > 0.6  # most pixels are backdrop
     assert set(figures["by_strength"]) == {"0.5", "0.8"}
     for point in figures["by_strength"].values():
         for method in ("depth2img", "img2img"):

@@ -111,18 +111,24 @@ def depth_maps(trainer: Trainer) -> torch.Tensor:
     return maps
 
 
-def depth_accuracy(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
+def depth_accuracy(predicted: np.ndarray, true: np.ndarray, where: np.ndarray | None = None
+                   ) -> dict[str, float]:
     """How close predicted *inverse* depths are to true depths: the share of pixels with
-    ``max(d / d*, d* / d) < 1.25`` (δ₁) and the mean relative error ``|d − d*| / d*``.
+    ``max(d / d*, d* / d) < 1.25`` (δ₁) and the mean relative error ``|d − d*| / d*``, over
+    every pixel or over the pixels ``where`` is true.
 
     >>> true = np.full((1, 2, 2), 4.0)
     >>> depth_accuracy(np.full((1, 2, 2), 0.25), true)
     {'delta_1.25': 1.0, 'abs_rel': 0.0}
+    >>> depth_accuracy(np.array([[[0.25, 0.5]]]), np.full((1, 1, 2), 4.0), where=[[[False, True]]])
+    {'delta_1.25': 0.0, 'abs_rel': 0.5}
     """
     depth = 1.0 / np.maximum(np.asarray(predicted, np.float64), 1e-6)
     ratio = np.maximum(depth / true, true / depth)
-    return {"delta_1.25": float((ratio < 1.25).mean()),
-            "abs_rel": float((np.abs(depth - true) / true).mean())}
+    error = np.abs(depth - true) / true
+    if where is not None:
+        ratio, error = ratio[np.asarray(where, bool)], error[np.asarray(where, bool)]
+    return {"delta_1.25": float((ratio < 1.25).mean()), "abs_rel": float(error.mean())}
 
 
 __all__ = ["DPT", "build_depth_estimator", "depth_accuracy", "depth_maps", "train_depth_estimator"]
