@@ -36,10 +36,8 @@ def _pil_list(image) -> list:
     A tensor is read in sdlearn's convention ((B,) 3, H, W in [-1, 1]); a picture made of 8-bit
     pixels comes back exactly.
     """
-    if isinstance(image, torch.Tensor):
-        image = list(image) if image.dim() == 4 else [image]
-    pictures = image if isinstance(image, list | tuple) else [image]
-    return [to_pil(p) for p in pictures]
+    pictures = to_pil(image)
+    return pictures if isinstance(pictures, list) else [pictures]
 
 
 @torch.no_grad()

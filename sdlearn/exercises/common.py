@@ -21,13 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from ..device import make_generator, randn
 from ..schedulers import make_scheduler
 from .grading import Exercise, Graded, grade
 
-__all__ = ["EXERCISES", "ddim_inputs", "grader", "loop_tolerance", "seeded_latents"]
+__all__ = ["EXERCISES", "as_number", "ddim_inputs", "grader", "loop_tolerance",
+           "seeded_latents"]
 
 # name → function(pipe) that builds the Exercise; tests grade every reference and mistake.
 EXERCISES: dict[str, Callable[..., Exercise]] = {}
@@ -68,3 +70,22 @@ def ddim_inputs(pipe, seeds: tuple[int, int], steps: int = 10):
 def loop_tolerance(pipe) -> float:
     """Whole loops add rounding: float32 agrees to 1e-3, half precision to a few 1e-2."""
     return 1e-3 if pipe.unet.dtype == torch.float32 else 5e-2
+
+
+def as_number(fn):
+    """``fn`` with a one-element answer (a tensor, an array, a NumPy scalar) read as a Python
+    number, so that either kind of answer is fine.
+
+    >>> as_number(lambda: torch.tensor([0.5]))(), as_number(lambda: np.float64(2.0))()
+    (0.5, 2.0)
+    """
+
+    def as_number(*args):
+        value = fn(*args)
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            return value.item()
+        if isinstance(value, np.ndarray | np.generic) and value.size == 1:
+            return value.item()
+        return value
+
+    return as_number

@@ -20,7 +20,7 @@ from ..models import make_scheduler, with_scheduler
 from ..sampling import denoise, encode_prompts
 from ..shapes import Scene, ShapeObject, render_image
 from ..sizes import default_size
-from .common import ddim_inputs, grader, loop_tolerance
+from .common import as_number, ddim_inputs, grader, loop_tolerance
 from .grading import Exercise, Mistake
 
 
@@ -50,16 +50,6 @@ def start_step(pipe) -> Exercise:
                                         "strength), then subtract: int(steps * (1 - strength)) "
                                         "rounds differently"),
         ])
-
-
-def _as_number(fn):
-    """``fn`` with a one-element tensor answer read as a float (either is a fine answer)."""
-
-    def as_number(*args):
-        value = fn(*args)
-        return value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
-
-    return as_number
 
 
 @grader
@@ -110,7 +100,7 @@ def signal_kept(pipe) -> Exercise:
             Mistake(one_minus_strength, "strength is a share of the *steps*, not of the "
                                         "picture: find the first timestep that runs and read "
                                         "scheduler.alphas_cumprod there"),
-        ], adapt=_as_number)
+        ], adapt=as_number)
 
 
 @grader

@@ -22,7 +22,7 @@ from .. import depth
 from ..device import make_generator
 from ..sizes import default_size
 from ..training.depth import depth_accuracy
-from .common import grader
+from .common import as_number, grader
 from .grading import Check, Exercise, Mistake
 
 
@@ -123,18 +123,6 @@ def _depth_pairs(pipe) -> list[tuple]:
     return cases
 
 
-def _as_float(fn):
-    """``fn`` with a one-element answer (tensor, array, NumPy scalar) read as a float."""
-
-    def as_float(*args):
-        value = fn(*args)
-        if isinstance(value, torch.Tensor | np.ndarray | np.generic) and np.size(value) == 1:
-            return float(value)
-        return value
-
-    return as_float
-
-
 @grader
 def delta_accuracy(pipe) -> Exercise:
     """Exercise (derive it): ``delta_accuracy(predicted, true)`` → the share of pixels whose
@@ -173,4 +161,4 @@ def delta_accuracy(pipe) -> Exercise:
         ],
         checks=[Check(a_share, "return one number, the share of pixels that pass, between 0 "
                                "and 1 (float(np.mean(...)))")],
-        adapt=_as_float)
+        adapt=as_number)
