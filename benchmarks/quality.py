@@ -44,14 +44,16 @@ from sdlearn.images import psnr, to_tensor  # noqa: E402
 from sdlearn.records import write_record  # noqa: E402
 from sdlearn.shapes import (  # noqa: E402
     caption,
-    loose_caption,
-    parse_prompt,
-    random_scene,
     render,
     score,
     score_prompt,
 )
-from sdlearn.shapes.adherence import adherence, generate  # noqa: E402
+from sdlearn.shapes.adherence import (  # noqa: E402
+    adherence,
+    generate,
+    partial_adherence,
+    underspecified_prompts,
+)
 from sdlearn.shapes.diversity import (  # noqa: E402
     frequencies,
     picture_reading,
@@ -86,27 +88,6 @@ def vae_quality(pipe, n: int, seed0: int = EVAL_SEED0):
 # Prompts a new user types first; read back by the scorer (free_prompt_examples).
 FREE_PROMPTS = ["a red circle", "a green triangle on a white background", "a small blue square",
                 "something yellow at the top", "two circles", "A photo of a purple square."]
-PROMPT_OFFSET = 2_000_000  # loose prompts come from held-out scenes past the 1- and 2-object sets
-
-
-def underspecified_prompts(n: int, seed0: int = EVAL_SEED0) -> list:
-    """``n`` held-out loose captions that leave something open, with their readings."""
-    prompts, i = [], 0
-    while len(prompts) < n:
-        scene = random_scene(seed0 + PROMPT_OFFSET + i)
-        reading = parse_prompt(loose_caption(scene, seed0 + i))
-        if reading.open_attributes() and reading.objects:
-            prompts.append(reading)
-        i += 1
-    return prompts
-
-
-def partial_adherence(pipe, readings, guidance, progress=None, steps: int = STEPS) -> list[bool]:
-    """For each prompt, whether its picture has every named attribute (one picture each)."""
-    images = generate(pipe, [r.text for r in readings], guidance, progress=progress, steps=steps)
-    return [score_prompt(img, r).correct for img, r in zip(images, readings, strict=True)]
-
-
 def diversity(pipe, readings, guidance, seeds: int = 16, progress=None,
               steps: int = STEPS) -> dict:
     """Distinct pictures per prompt over ``seeds`` seeds, and how unnamed attributes spread.

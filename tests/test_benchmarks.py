@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sdlearn import speed
+from sdlearn.shapes import adherence as adherence_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -160,7 +161,7 @@ def test_diversity_tells_one_picture_from_the_worlds_variety():
     assert many["spread"]["place"]["tv_distance"] < 0.35
     assert many["spread"]["place"]["samples"] == 64
     assert "color" not in many["spread"]  # named: nothing to spread
-    right = quality.partial_adherence(_Painter(varied), readings * 3, 7.5)
+    right = adherence_module.partial_adherence(_Painter(varied), readings * 3, 7.5)
     assert right == [True, True, True]
 
 
@@ -229,3 +230,13 @@ def test_speed_reports_medians_over_the_pipeline_and_the_parts_of_the_whole(smal
     assert figures["parts_s"]["UNet steps"] == 0.6
     assert figures["shares"] == {"text encoder": 0.05, "UNet steps": 0.6, "VAE decode": 0.1,
                                  "the rest": 0.25}  # of the whole call, 1 s
+
+
+def test_guidance_curves_are_measured_for_every_model_given(small_model_dir, plain_model_dir):
+    figures = run_script("guidance.py", "--model", str(small_model_dir), "--model",
+                         str(plain_model_dir), "--n", "2", "--steps", "2")
+    assert [m["model"] for m in figures["models"]] == [str(small_model_dir), str(plain_model_dir)]
+    for model in figures["models"]:
+        assert list(model["sweep"]) == ["1.0", "3.0", "5.0", "7.5", "10.0"]
+        assert all(0 <= v <= 1 for point in model["sweep"].values() for v in point.values())
+    assert figures["models"][1]["caption_dropout"] is None  # no sdlearn record: not known

@@ -447,3 +447,100 @@ def test_random_masks_cover_every_kind():
     assert abs(sum(s == 1.0 for s in shares) / len(masks) - MASK_KINDS["all"]) < 0.05
     assert sum(0 < s < 1 for s in shares) > 0.8 * len(masks)  # most repaint a part
     assert min(s for s in shares if s > 0) < 0.05 and max(s for s in shares if s < 1) > 0.3
+
+
+def test_a_run_can_take_the_vae_alone_and_train_the_rest_from_random_weights(
+        tmp_path, small_arch, reference_run):
+    from dataclasses import replace
+
+    source = reference_run / "pipeline"
+    narrower = replace(small_arch, unet_channels=(16, 32), text_layers=1)
+    cfg = small_config(tmp_path / "vae-only", narrower)
+    cfg.init_from, cfg.init_parts = str(source), "vae"
+    folder = Trainer(cfg).run()
+    before, after = load_pipeline(source), load_pipeline(folder)
+    assert all(torch.equal(a, b) for a, b in zip(before.vae.state_dict().values(),
+                                                 after.vae.state_dict().values(), strict=True))
+    assert list(after.unet.config.block_out_channels) == [16, 32]
+    assert after.text_encoder.config.num_hidden_layers == 1
+    info = json.loads((folder / "sdlearn.json").read_text())
+    assert info["started_from"]["parts"] == "vae"
+    assert "--init-parts vae" in info["command"] and "--unet-channels 16,32" in info["command"]
+    assert "--text-layers 1" in info["command"]
+
+
+@pytest.mark.parametrize("parts, error", [
+    ("unet", "the VAE always"), ("vae,vae", "comma-separated"), ("vae,decoder", "from vae")])
+def test_init_parts_are_checked(reference_run, parts, error):
+    with pytest.raises(ValueError, match=error):
+        TrainConfig(init_from=str(reference_run / "pipeline"), init_parts=parts).validate()
+    with pytest.raises(ValueError, match="give init_from"):
+        TrainConfig(init_parts="vae").validate()
+
+
+def test_new_architecture_options_reach_the_config_and_its_command(capsys, tmp_path):
+    import argparse
+
+    from sdlearn.training.config import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--unet-channels", "32,64", "--text-layers", "2"]))
+    assert cfg.arch.unet_channels == (32, 64) and cfg.arch.text_layers == 2
+    assert cfg.command().endswith("--unet-channels 32,64 --text-layers 2")
+    cfg.arch.unet_channels = (24, 64)
+    with pytest.raises(ValueError, match="unet_channels=\\(24, 64\\): each block's channels"):
+        cfg.validate()
+
+
+def test_a_run_draws_its_samples_before_training_at_checkpoints_and_at_the_end(reference_run):
+    from sdlearn.training.samples import SAMPLE_PROMPTS, SAMPLE_SEEDS, sample_steps
+
+    assert sample_steps(reference_run) == [0, 2, 4]  # 4 steps, a checkpoint every 2
+    assert sample_steps(reference_run / "pipeline") == [0, 2, 4]  # shipped with the record
+    grid = Image.open(reference_run / "samples" / "unet-00004.png")
+    size, pad = 32, 2
+    assert grid.size == (len(SAMPLE_SEEDS) * (size + pad) - pad,
+                         len(SAMPLE_PROMPTS) * (size + pad) - pad)
+    first = np.asarray(Image.open(reference_run / "samples" / "unet-00000.png"))
+    assert not np.array_equal(first, np.asarray(grid))  # training changed what it draws
+
+
+def test_one_unet_step_by_hand_equals_the_trainers_own(tmp_path, small_arch, reference_run):
+    """The step lesson 10 writes out: the batch, the objective, AdamW and the EMA, bit for bit."""
+    import copy
+
+    from diffusers import DDPMScheduler
+
+    from sdlearn.schedulers import SD_SCHEDULER_CONFIG
+    from sdlearn.training.checkpoints import unprefixed
+    from sdlearn.training.loop import lr_factor
+    from sdlearn.training.unet import min_snr_weight, unet_batch
+    from sdlearn.training.vae import encode_latents
+
+    cfg = small_config(tmp_path / "one", small_arch)
+    cfg.init_from, cfg.unet_steps = str(reference_run / "pipeline"), 1
+    trainer = Trainer(cfg)
+    trainer.started_from = __import__("sdlearn.training.init", fromlist=["x"]).start_from(trainer)
+    unet, text = copy.deepcopy(trainer.pipe.unet), copy.deepcopy(trainer.pipe.text_encoder)
+    batch = unet_batch(trainer, 0, encode_latents(trainer))
+    ema = {k: v.clone() for k, v in unet.state_dict().items()}
+    # the objective
+    sched = DDPMScheduler.from_config(SD_SCHEDULER_CONFIG)
+    a = sched.alphas_cumprod[batch.t].reshape(-1, 1, 1, 1)
+    noisy = a ** 0.5 * batch.x0 + (1 - a) ** 0.5 * batch.noise
+    pred = unet(noisy, batch.t, encoder_hidden_states=text(batch.ids)[0]).sample
+    snr = a.flatten() / (1 - a.flatten())
+    loss = (min_snr_weight(snr, cfg.min_snr_gamma)
+            * ((pred - batch.noise) ** 2).mean(dim=(1, 2, 3))).mean()
+    # the update
+    params = [*unet.parameters(), *text.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.unet_lr * lr_factor(0, 1, cfg.warmup_steps),
+                            weight_decay=0.01)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    d = min(cfg.ema_decay, 1 / 10)
+    ema = {k: v.lerp(unet.state_dict()[k], 1 - d) for k, v in ema.items()}
+    trained, _ = load_checkpoint(Trainer(cfg).run().parent / "unet.safetensors")
+    assert all(torch.equal(ema[k], v) for k, v in unprefixed(trained, "unet.").items())

@@ -19,8 +19,11 @@ import math
 import torch
 
 from ..device import make_generator
-from .captions import caption
+from .captions import caption, loose_caption
+from .prompts import parse_prompt, score_prompt
 from .scorer import score
+from .splits import EVAL_SEED0
+from .world import random_scene
 
 STEPS, GUIDANCE = 25, 7.5  # the course's default sampler settings
 
@@ -65,6 +68,27 @@ def adherence(pipe, scenes, guidance: float = GUIDANCE, progress=None, *, steps:
     return sum(correct) / len(correct), rates, correct
 
 
+PROMPT_OFFSET = 2_000_000  # loose prompts come from held-out scenes past the 1- and 2-object sets
+
+
+def underspecified_prompts(n: int, seed0: int = EVAL_SEED0) -> list:
+    """``n`` held-out loose captions that leave something open, with their readings."""
+    prompts, i = [], 0
+    while len(prompts) < n:
+        scene = random_scene(seed0 + PROMPT_OFFSET + i)
+        reading = parse_prompt(loose_caption(scene, seed0 + i))
+        if reading.open_attributes() and reading.objects:
+            prompts.append(reading)
+        i += 1
+    return prompts
+
+
+def partial_adherence(pipe, readings, guidance, progress=None, steps: int = STEPS) -> list[bool]:
+    """For each prompt, whether its picture has every named attribute (one picture each)."""
+    images = generate(pipe, [r.text for r in readings], guidance, progress=progress, steps=steps)
+    return [score_prompt(img, r).correct for img, r in zip(images, readings, strict=True)]
+
+
 def standard_error(rate: float, n: int) -> float:
     """The binomial standard error of a rate measured on ``n`` independent scenes."""
     if n < 1:
@@ -74,4 +98,5 @@ def standard_error(rate: float, n: int) -> float:
     return math.sqrt(rate * (1 - rate) / n)
 
 
-__all__ = ["GUIDANCE", "STEPS", "adherence", "generate", "standard_error"]
+__all__ = ["GUIDANCE", "STEPS", "adherence", "generate", "partial_adherence", "standard_error",
+           "underspecified_prompts"]

@@ -28,6 +28,12 @@ CAPTIONS = ("full", "loose", "unplaced")  # how training captions describe their
 TASKS = ("text2img", "inpainting", "depth")
 # how the UNet phase draws its timesteps: every one alike, or the noisy ones more often
 TIMESTEPS = ("uniform", "cubic")
+# what a run may take from init_from: the VAE always (its phases are then done), the text
+# encoder and the UNet unless it trains them from random weights (an ablation, say)
+PARTS = ("vae", "text_encoder", "unet")
+
+# the architecture's fields that have an option of their own (besides --image-size)
+ARCH_OPTIONS = ("vae_channels", "unet_channels", "text_layers")
 
 # Settings that count something: 0 would fail late, or train nothing.
 COUNTS = ("n_train", "vae_steps", "unet_steps", "vae_batch", "unet_batch", "scale_samples",
@@ -66,6 +72,9 @@ class TrainConfig:
     # model, whose layout must come from its depth map (sdlearn.shapes.captions.UNPLACED)
     captions: str = "full"
     init_from: str | None = None   # a trained pipeline folder to start from (training/init.py)
+    # the components taken from init_from, comma-separated; "vae" alone trains the text encoder
+    # and the UNet from random weights, of this run's own architecture, on that VAE's latents
+    init_parts: str = "vae,text_encoder,unet"
     # "inpainting": the UNet widened to 9 input channels and fine-tuned on random masks, the
     # text encoder kept (needs init_from); the result is a StableDiffusionInpaintPipeline folder.
     # "depth": a depth estimator trained first, then the UNet widened to 5 input channels and
@@ -101,10 +110,14 @@ class TrainConfig:
             if f.name == "arch":
                 if value.image_size != default.arch.image_size:
                     words += ["--image-size", str(value.image_size)]
-                if value.vae_channels != default.arch.vae_channels:
-                    words += ["--vae-channels", ",".join(map(str, value.vae_channels))]
+                for key in ARCH_OPTIONS:
+                    if getattr(value, key) != getattr(default.arch, key):
+                        shown = getattr(value, key)
+                        words += ["--" + key.replace("_", "-"),
+                                  ",".join(map(str, shown)) if isinstance(shown, tuple)
+                                  else str(shown)]
                 # the architecture's fields that options set, blanked to compare the rest
-                optioned = {"image_size": 0, "vae_channels": ()}
+                optioned = {"image_size": 0, **{key: None for key in ARCH_OPTIONS}}
                 if {**architecture_dict(value), **optioned} != {
                         **architecture_dict(default.arch), **optioned}:
                     note = "  # and the architecture in config.arch (no option sets it)"
@@ -135,6 +148,17 @@ class TrainConfig:
                              f"{', '.join(TIMESTEPS)}")
         if self.task not in TASKS:
             raise ValueError(f"{name('task')}={self.task!r}: use one of {', '.join(TASKS)}")
+        parts = self.init_parts.split(",")
+        if "vae" not in parts or not set(parts) <= set(PARTS) or len(set(parts)) < len(parts):
+            raise ValueError(f"{name('init_parts')}={self.init_parts!r}: name the components "
+                             f"taken from {name('init_from')}, comma-separated, from "
+                             f"{', '.join(PARTS)}; the VAE always (for example vae or "
+                             "vae,text_encoder,unet)")
+        if self.init_parts != TrainConfig.init_parts and (self.init_from is None
+                                                            or self.task != "text2img"):
+            raise ValueError(f"{name('init_parts')}={self.init_parts} takes parts of a trained "
+                             f"model: give {name('init_from')}, and train the text2img task "
+                             "(a sibling starts from all of its base model)")
         if self.task != "text2img" and self.init_from is None:
             raise ValueError(f"{name('task')}={self.task} fine-tunes a trained model: give "
                              f"{name('init_from')} (for example sdlearn/data/tiny-sd)")
@@ -152,6 +176,11 @@ class TrainConfig:
         if not arch.vae_channels or any(c < 1 or c % groups for c in arch.vae_channels):
             raise ValueError(f"{name('vae_channels')}={arch.vae_channels}: each block's channels "
                              f"must be a positive multiple of norm_groups ({groups})")
+        if not arch.unet_channels or any(c < 1 or c % groups for c in arch.unet_channels):
+            raise ValueError(f"{name('unet_channels')}={arch.unet_channels}: each block's "
+                             f"channels must be a positive multiple of norm_groups ({groups})")
+        if arch.text_layers < 1:
+            raise ValueError(f"{name('text_layers')}={arch.text_layers} must be 1 or more")
         if arch.image_size < 1:
             raise ValueError(f"{name('image_size')}={arch.image_size} must be 1 or more")
         blocks = len(arch.vae_channels)
@@ -187,6 +216,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae-channels", type=_channel_list, default=defaults.arch.vae_channels,
                         help="the VAE's channels per block, comma-separated; each block after "
                              f"the first halves the size (default: {channels})")
+    channels = ",".join(map(str, defaults.arch.unet_channels))
+    parser.add_argument("--unet-channels", type=_channel_list,
+                        default=defaults.arch.unet_channels,
+                        help="the UNet's channels per block, comma-separated; each block after "
+                             f"the first halves the latents (default: {channels})")
+    parser.add_argument("--text-layers", type=int, default=defaults.arch.text_layers,
+                        help="the text encoder's transformer layers "
+                             f"(default: {defaults.arch.text_layers})")
 
 
 def _channel_list(text: str) -> tuple[int, ...]:
@@ -203,5 +240,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
                          if f.name != "arch"})
     cfg.arch.image_size = args.image_size
-    cfg.arch.vae_channels = tuple(args.vae_channels)
+    for key in ARCH_OPTIONS:
+        value = getattr(args, key)
+        setattr(cfg.arch, key, tuple(value) if isinstance(value, (list, tuple)) else value)
     return cfg

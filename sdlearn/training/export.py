@@ -5,6 +5,8 @@ settings changed on resuming, the wall time, and the machine (:func:`sdlearn.rec
 ``data/tiny-sd/sdlearn.json`` is the shipped model's (written before the record's ``machine``
 key replaced its ``hardware`` and ``versions``).
 
+The pictures the run drew at its checkpoints (:mod:`.samples`) go into ``samples/``.
+
 Rows of the token embedding that no shapes-world caption uses are zeroed: they were never
 trained, and zeros compress.
 
@@ -29,6 +31,7 @@ from ..models import save_pipeline
 from ..records import machine
 from .data import world_token_ids
 from .resume import unet_step
+from .samples import sample_path, write_samples
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -64,6 +67,9 @@ def export(trainer: Trainer, unet_state=None, text_state=None,
         pipe = StableDiffusionDepth2ImgPipeline(**parts,
                                                 depth_estimator=trainer.depth_estimator,
                                                 feature_extractor=trainer.depth_processor)
+    step = steps_done if steps_done is not None else unet_step(trainer.out)
+    if cfg.task == "text2img" and not sample_path(trainer.out, step).exists():
+        write_samples(pipe, trainer.out, step)
     keep_rows(pipe.text_encoder.get_input_embeddings().weight,
               world_token_ids(pipe.tokenizer, loose=cfg.captions != "full"))
     info = {
@@ -71,7 +77,7 @@ def export(trainer: Trainer, unet_state=None, text_state=None,
         "trained": True,
         "task": cfg.task,
         "image_size": cfg.arch.image_size,
-        "unet_steps_done": steps_done if steps_done is not None else unet_step(trainer.out),
+        "unet_steps_done": step,
         **trainer.runlog.times(),
         "command": cfg.command(),
         "settings_changed": trainer.runlog.settings_changes(),
@@ -83,4 +89,6 @@ def export(trainer: Trainer, unet_state=None, text_state=None,
     folder = save_pipeline(pipe, trainer.out / "pipeline", info=info, half=True)
     if trainer.runlog.path.exists():  # the loss curves and timings behind the record
         shutil.copyfile(trainer.runlog.path, folder / "training_log.jsonl")
+    if (trainer.out / "samples").is_dir():  # the pictures drawn along the way
+        shutil.copytree(trainer.out / "samples", folder / "samples", dirs_exist_ok=True)
     return folder

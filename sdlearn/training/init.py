@@ -6,6 +6,10 @@ they start, and it starts the text encoder and the UNet from that model's weight
 phase then fine-tunes them (on new captions, for example) instead of learning from nothing.
 The architecture must be the folder's own.
 
+With ``init_parts="vae"`` the run takes the VAE alone, and trains the text encoder and the UNet
+from random weights, of the run's own sizes: a small model on the shipped latents, to compare
+two recipes cheaply (lesson 10's run without caption dropout).
+
 >>> from sdlearn.training.config import TrainConfig
 >>> TrainConfig(init_from="/no/such/model").validate()
 Traceback (most recent call last):
@@ -37,7 +41,7 @@ def start_from(trainer: Trainer) -> dict:
     """
     cfg, out, pipe = trainer.cfg, trainer.out, trainer.pipe
     source = load_pipeline(cfg.init_from, device="cpu", dtype=torch.float32)
-    for name in ("vae", "text_encoder", "unet"):
+    for name in cfg.init_parts.split(","):
         try:
             getattr(pipe, name).load_state_dict(getattr(source, name).state_dict())
         except RuntimeError as error:
@@ -59,4 +63,4 @@ def start_from(trainer: Trainer) -> dict:
                          "from": cfg.init_from})
     info = model_info(source)
     return {"folder": str(cfg.init_from), "command": info.get("command"),
-            "unet_steps_done": info.get("unet_steps_done")}
+            "unet_steps_done": info.get("unet_steps_done"), "parts": cfg.init_parts}

@@ -32,7 +32,8 @@ from .config import TrainConfig
 
 DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "empty_fraction", "decoder_margin")
 SETTINGS_ADDED = {"caption_noise": 0.0, "captions": "full", "init_from": None,
-                  "task": "text2img", "timesteps": "uniform"}
+                  "init_parts": "vae,text_encoder,unet", "task": "text2img",
+                  "timesteps": "uniform"}
 RESUMABLE = {"out", "unet_steps", "checkpoint_every", "device", "threads", "scheduler",
              *DECODER_SETTINGS}
 # Changes to these alter nothing already computed, nor what comes next: resuming is exact.

@@ -18,6 +18,7 @@ Min-SNR weights the loss of noisy steps fully, and of nearly clean ones less:
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,7 +32,9 @@ from .checkpoints import EMA, load_checkpoint, prefixed, unprefixed
 from .data import to_model, training_captions
 from .export import export
 from .inpainting import random_mask
-from .loop import Loop
+from .loop import Loop, step_generator, step_seed
+from .resume import unet_step
+from .samples import write_samples
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -57,6 +60,70 @@ def draw_timesteps(kind: str, n: int, total: int, generator, device) -> torch.Te
     return torch.randint(0, total, (n,), generator=generator, device=device)
 
 
+@dataclass
+class UNetBatch:
+    """What one UNet step draws: the examples, their prompts and token ids, the clean latents,
+    the noise and the timesteps, and for a sibling the extra input channels (or None)."""
+
+    idx: list[int]
+    prompts: list[str]
+    ids: torch.Tensor
+    x0: torch.Tensor
+    noise: torch.Tensor
+    t: torch.Tensor
+    extra: torch.Tensor | None = None
+
+
+def unet_batch(trainer: Trainer, step: int, latents: torch.Tensor,
+               depth: torch.Tensor | None = None) -> UNetBatch:
+    """The batch of UNet step ``step``: the same at every call, resumed or not.
+
+    Its random numbers come from generators seeded by (seed, ``"unet"``, step)
+    (:func:`~sdlearn.training.loop.step_seed`): a Python one for the examples and their
+    captions, a torch one for the noise, then the timesteps, then a sibling's masks' noise.
+    """
+    cfg, device, tokenizer = trainer.cfg, trainer.device, trainer.pipe.tokenizer
+    scenes, images = trainer.data[:2]
+    rng = random.Random(step_seed(cfg.seed, "unet", step))
+    idx = [rng.randrange(len(scenes)) for _ in range(cfg.unet_batch)]
+    prompts = training_captions([scenes[i] for i in idx], rng, cfg.caption_dropout,
+                                cfg.caption_noise, loose=cfg.captions != "full",
+                                shares=UNPLACED if cfg.captions == "unplaced" else None)
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids.to(device)
+    x0 = latents[idx]
+    gen = step_generator(device, cfg.seed, "unet", step)
+    noise = randn(x0.shape, gen, device=device)
+    t = draw_timesteps(cfg.timesteps, len(idx), SD_SCHEDULER_CONFIG["num_train_timesteps"],
+                       gen, device)
+    extra = None
+    if cfg.task == "inpainting":  # the mask and the masked picture's latents, as the pipeline
+        masks = torch.from_numpy(np.stack([random_mask(rng, scenes[i], images.shape[1])
+                                           for i in idx]))[:, None].to(device)
+        extra = inpainting_channels(trainer.pipe, to_model(images[idx], device), masks, gen)
+    elif depth is not None:  # the estimator's depth map, as the pipeline makes it
+        extra = depth[idx].to(x0.dtype)
+    return UNetBatch(idx, prompts, ids, x0, noise, t, extra)
+
+
+def unet_loss(unet, text_encoder, batch: UNetBatch, noise_scheduler, min_snr_gamma: float
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The UNet phase's objective on ``batch``, and each example's plain squared error.
+
+    The latents noised to their timesteps (``add_noise``), the noise predicted from them and
+    the prompts' hidden states, the mean squared error of each example weighted by Min-SNR.
+    """
+    noisy = noise_scheduler.add_noise(batch.x0, batch.noise, batch.t)
+    if batch.extra is not None:
+        noisy = torch.cat([noisy, batch.extra], dim=1)
+    states = text_encoder(batch.ids)[0]
+    pred = unet(noisy, batch.t, encoder_hidden_states=states).sample
+    per_example = ((pred - batch.noise) ** 2).mean(dim=(1, 2, 3))
+    alphas = noise_scheduler.alphas_cumprod.to(per_example.device)[batch.t]
+    loss = (min_snr_weight(alphas / (1 - alphas), min_snr_gamma) * per_example).mean()
+    return loss, per_example
+
+
 def train_unet(trainer: Trainer, latents: torch.Tensor, depth: torch.Tensor | None = None
                ) -> None:
     """Train the text encoder and the UNet on ``latents``, or load the ones trained already.
@@ -65,12 +132,9 @@ def train_unet(trainer: Trainer, latents: torch.Tensor, depth: torch.Tensor | No
     from diffusers import DDPMScheduler
 
     cfg, unet, text_encoder = trainer.cfg, trainer.pipe.unet, trainer.pipe.text_encoder
-    tokenizer, device = trainer.pipe.tokenizer, trainer.device
     if (trainer.out / "unet.safetensors").exists():
         return load_final_unet(trainer)
     noise_sched = DDPMScheduler.from_config(SD_SCHEDULER_CONFIG)
-    alphas = noise_sched.alphas_cumprod.to(device)
-    inpainting = cfg.task == "inpainting"
     frozen_text = cfg.task != "text2img"  # a sibling reads prompts as its base model does
     params = [*unet.parameters(), *([] if frozen_text else text_encoder.parameters())]
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.01)
@@ -79,36 +143,14 @@ def train_unet(trainer: Trainer, latents: torch.Tensor, depth: torch.Tensor | No
                 modules={"unet.": unet, "text.": text_encoder}, ema=ema,
                 on_checkpoint=lambda step: export(trainer, ema["unet."].shadow,
                                                   ema["text."].shadow, steps_done=step))
-    scenes, images = trainer.data[:2]
+    if cfg.task == "text2img" and unet_step(trainer.out) == 0:  # what it draws before training
+        write_samples(trainer.pipe, trainer.out, 0)
     unet.train()
     text_encoder.train(not frozen_text)
     text_encoder.requires_grad_(not frozen_text)
     for step in loop.steps():
-        rng = random.Random(loop.seed(step))
-        idx = [rng.randrange(len(scenes)) for _ in range(cfg.unet_batch)]
-        prompts = training_captions([scenes[i] for i in idx], rng, cfg.caption_dropout,
-                                    cfg.caption_noise, loose=cfg.captions != "full",
-                                    shares=UNPLACED if cfg.captions == "unplaced" else None)
-        ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                        truncation=True, return_tensors="pt").input_ids.to(device)
-        x0 = latents[idx]
-        gen = loop.generator(step)
-        noise = randn(x0.shape, gen, device=device)
-        t = draw_timesteps(cfg.timesteps, len(idx), noise_sched.config.num_train_timesteps,
-                           gen, device)
-        noisy = noise_sched.add_noise(x0, noise, t)
-        if inpainting:  # the mask and the masked picture's latents, as the pipeline makes them
-            masks = torch.from_numpy(np.stack([random_mask(rng, scenes[i], images.shape[1])
-                                               for i in idx]))[:, None].to(device)
-            extra = inpainting_channels(trainer.pipe, to_model(images[idx], device), masks, gen)
-            noisy = torch.cat([noisy, extra], dim=1)
-        elif depth is not None:  # the estimator's depth map, as the pipeline makes it
-            noisy = torch.cat([noisy, depth[idx].to(noisy.dtype)], dim=1)
-        states = text_encoder(ids)[0]
-        pred = unet(noisy, t, encoder_hidden_states=states).sample
-        per_example = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
-        loss = (min_snr_weight(alphas[t] / (1 - alphas[t]), cfg.min_snr_gamma)
-                * per_example).mean()
+        batch = unet_batch(trainer, step, latents, depth)
+        loss, per_example = unet_loss(unet, text_encoder, batch, noise_sched, cfg.min_snr_gamma)
         loop.update(step, loss, loss=loss.item(), mse=per_example.mean().item())
     # the final model is the average: the EMAs' weights, under the modules' own prefixes
     averaged = {k: v for prefix, e in ema.items() for k, v in prefixed(e.shadow, prefix).items()}
