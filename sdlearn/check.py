@@ -43,6 +43,7 @@ from .exercises.lesson06 import img2img_loop, noise_to_strength, signal_kept, st
 from .exercises.lesson07 import inpaint_loop, latent_mask, put_back, widen_conv
 from .exercises.lesson08 import cold_and_warm, overall_speedup, weights_bytes
 from .exercises.lesson09 import delta_accuracy, depth_channel
+from .exercises.lesson10 import drop_captions, ema_update, training_loss
 
 __all__ = [
     "EXERCISES", "SD_SCALING_FACTOR",
@@ -57,4 +58,5 @@ __all__ = [
     "latent_mask", "put_back", "inpaint_loop", "widen_conv",       # 07_inpainting
     "cold_and_warm", "overall_speedup", "weights_bytes",           # 08_speed
     "delta_accuracy", "depth_channel",                             # 09_depth
+    "training_loss", "drop_captions", "ema_update",                # 10_training
 ]

@@ -516,14 +516,13 @@ def test_one_unet_step_by_hand_equals_the_trainers_own(tmp_path, small_arch, ref
     from sdlearn.training.checkpoints import unprefixed
     from sdlearn.training.loop import lr_factor
     from sdlearn.training.unet import min_snr_weight, unet_batch
-    from sdlearn.training.vae import encode_latents
 
     cfg = small_config(tmp_path / "one", small_arch)
     cfg.init_from, cfg.unet_steps = str(reference_run / "pipeline"), 1
     trainer = Trainer(cfg)
-    trainer.started_from = __import__("sdlearn.training.init", fromlist=["x"]).start_from(trainer)
+    latents, _ = trainer.prepare()
     unet, text = copy.deepcopy(trainer.pipe.unet), copy.deepcopy(trainer.pipe.text_encoder)
-    batch = unet_batch(trainer, 0, encode_latents(trainer))
+    batch = unet_batch(trainer, 0, latents)
     ema = {k: v.clone() for k, v in unet.state_dict().items()}
     # the objective
     sched = DDPMScheduler.from_config(SD_SCHEDULER_CONFIG)

@@ -73,9 +73,13 @@ class Trainer:
             self._data = make_dataset(self.cfg.n_train, self.cfg.arch.image_size)
         return self._data
 
-    def run(self) -> Path:
-        """Run (or resume) every phase, and export; the folder of the trained pipeline."""
-        start = time.time()
+    def prepare(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Everything before the UNet phase: the start (``init_from``), the VAE's phases, the
+        latents, and a depth model's estimator and maps. Returns ``(latents, depth)``.
+
+        After it, the pipeline holds the weights the UNet phase starts from (or resumes
+        past): lesson 10 takes one step by hand from here and compares it with the run's.
+        """
         if self.cfg.init_from:
             self.started_from = start_from(self)
         if self.cfg.task != "text2img":  # the new input channels, their weights at zero
@@ -90,6 +94,12 @@ class Trainer:
         if self.cfg.task == "depth":
             train_depth_estimator(self)
             depth = depth_maps(self)
+        return latents, depth
+
+    def run(self) -> Path:
+        """Run (or resume) every phase, and export; the folder of the trained pipeline."""
+        start = time.time()
+        latents, depth = self.prepare()
         train_unet(self, latents, depth)
         path = export(self)
         self.runlog.write(phase="done", seconds_this_run=round(time.time() - start, 1),
