@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..device import make_generator, randn
+from ..training.unet import diffusion_loss
 from .common import grader, seeded_latents
 from .grading import Check, Exercise, Marker, Mistake
 
@@ -68,12 +69,10 @@ def _min_snr(scheduler, snr, gamma):
     return weight / snr
 
 
-@torch.no_grad()
 def reference_training_loss(unet, scheduler, x0, noise, t, states, gamma=5.0):
-    """Min-SNR weighted mean squared error of the UNet's prediction against its target."""
-    a, snr = _parts(scheduler, x0, t)
-    errors = _errors(unet, _noised(a, x0, noise), t, states, _target(scheduler, a, x0, noise))
-    return (_min_snr(scheduler, snr, gamma) * errors).mean()
+    """Min-SNR weighted mean squared error of the UNet's prediction against its target: the
+    objective of ``sdlearn train`` (:func:`sdlearn.training.unet.diffusion_loss`)."""
+    return diffusion_loss(unet, scheduler, x0, noise, t, states, gamma)[0]
 
 
 @grader

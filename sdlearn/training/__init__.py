@@ -8,7 +8,8 @@
 
 Each phase writes checkpoints (safetensors) into ``out``; running again resumes where it
 stopped, exactly (:mod:`.loop`; what a resumed run may change: :mod:`.resume`). The result is
-``out/pipeline``, a diffusers folder that ``load_pipeline`` reads (:mod:`.export`).
+``out/pipeline``, a diffusers folder that ``load_pipeline`` reads (:mod:`.export`), with the
+run's record, its loss log and the pictures it drew at its checkpoints (:mod:`.samples`).
 
     sdlearn train --out runs/tiny-sd                      # the shipped model's recipe
     sdlearn train --out runs/smoke --n-train 64 --vae-steps 4 --unet-steps 4   # a quick check
@@ -18,7 +19,10 @@ How the shipped model was made, command and settings, is in ``data/tiny-sd/sdlea
 its settings changed. The modules: :mod:`.config` (settings and options), :mod:`.data`,
 :mod:`.checkpoints`, :mod:`.runlog`, :mod:`.loop` (what every phase shares), the phases
 :mod:`.vae` and :mod:`.unet`, :mod:`.export`, and :mod:`.trainer`, which runs them.
-The base model's siblings are fine-tuned from it (``--init-from``) with ``--task``:
+A run may start from a trained model (``--init-from``, :mod:`.init`): from all of it, to
+fine-tune, or from its VAE alone (``--init-parts vae``), to train a text encoder and a UNet of
+other sizes (``--unet-channels``, ``--text-layers``) on its latents. The base model's siblings
+are fine-tuned from it with ``--task``:
 :mod:`.inpainting` (a 9-channel UNet, random masks) and :mod:`.depth` (a depth estimator,
 then a 5-channel UNet that reads its depth maps).
 

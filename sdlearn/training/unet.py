@@ -13,6 +13,8 @@ Min-SNR weights the loss of noisy steps fully, and of nearly clean ones less:
 >>> import torch
 >>> [round(w, 2) for w in min_snr_weight(torch.tensor([0.5, 5.0, 50.0]), gamma=5.0).tolist()]
 [1.0, 1.0, 0.1]
+>>> [round(w, 2) for w in min_snr_weight(torch.tensor([0.5, 50.0]), 5.0, "v_prediction").tolist()]
+[0.33, 0.1]
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 
-def min_snr_weight(snr: torch.Tensor, gamma: float) -> torch.Tensor:
-    """The loss weight of each example: ``min(snr, gamma) / snr``, for a noise prediction."""
-    return torch.clamp(snr, max=gamma) / snr
+def min_snr_weight(snr: torch.Tensor, gamma: float, prediction_type: str = "epsilon"
+                   ) -> torch.Tensor:
+    """The loss weight of each example: ``min(snr, gamma) / snr`` for a noise prediction,
+    ``min(snr, gamma) / (snr + 1)`` for a v-prediction (as diffusers' training scripts)."""
+    clamped = torch.clamp(snr, max=gamma)
+    return clamped / (snr + 1) if prediction_type == "v_prediction" else clamped / snr
 
 
 def draw_timesteps(kind: str, n: int, total: int, generator, device) -> torch.Tensor:
@@ -106,22 +111,34 @@ def unet_batch(trainer: Trainer, step: int, latents: torch.Tensor,
     return UNetBatch(idx, prompts, ids, x0, noise, t, extra)
 
 
+def diffusion_loss(unet, noise_scheduler, x0: torch.Tensor, noise: torch.Tensor,
+                   t: torch.Tensor, states: torch.Tensor, min_snr_gamma: float,
+                   extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective of a batch, and each example's plain squared error.
+
+    The latents ``x0`` noised to ``t`` (``add_noise``; a sibling's ``extra`` input channels
+    appended), the UNet's prediction from them and the hidden ``states``, each example's mean
+    squared error against the target the scheduler's ``prediction_type`` names (the noise, or
+    ``v``, ``get_velocity``), weighted by Min-SNR, averaged.
+    """
+    noisy = noise_scheduler.add_noise(x0, noise, t)
+    if extra is not None:
+        noisy = torch.cat([noisy, extra], dim=1)
+    pred = unet(noisy, t, encoder_hidden_states=states).sample
+    kind = noise_scheduler.config.prediction_type
+    target = noise_scheduler.get_velocity(x0, noise, t) if kind == "v_prediction" else noise
+    per_example = ((pred - target) ** 2).mean(dim=(1, 2, 3))
+    alphas = noise_scheduler.alphas_cumprod.to(per_example.device)[t]
+    loss = (min_snr_weight(alphas / (1 - alphas), min_snr_gamma, kind) * per_example).mean()
+    return loss, per_example
+
+
 def unet_loss(unet, text_encoder, batch: UNetBatch, noise_scheduler, min_snr_gamma: float
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The UNet phase's objective on ``batch``, and each example's plain squared error.
-
-    The latents noised to their timesteps (``add_noise``), the noise predicted from them and
-    the prompts' hidden states, the mean squared error of each example weighted by Min-SNR.
-    """
-    noisy = noise_scheduler.add_noise(batch.x0, batch.noise, batch.t)
-    if batch.extra is not None:
-        noisy = torch.cat([noisy, batch.extra], dim=1)
-    states = text_encoder(batch.ids)[0]
-    pred = unet(noisy, batch.t, encoder_hidden_states=states).sample
-    per_example = ((pred - batch.noise) ** 2).mean(dim=(1, 2, 3))
-    alphas = noise_scheduler.alphas_cumprod.to(per_example.device)[batch.t]
-    loss = (min_snr_weight(alphas / (1 - alphas), min_snr_gamma) * per_example).mean()
-    return loss, per_example
+    """The UNet phase's objective on ``batch`` (:func:`diffusion_loss`), the prompts read by
+    ``text_encoder``."""
+    return diffusion_loss(unet, noise_scheduler, batch.x0, batch.noise, batch.t,
+                          text_encoder(batch.ids)[0], min_snr_gamma, batch.extra)
 
 
 def train_unet(trainer: Trainer, latents: torch.Tensor, depth: torch.Tensor | None = None
