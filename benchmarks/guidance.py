@@ -112,7 +112,8 @@ def main():
                        "sweep": guidance_curve(pipe, args.n, steps=args.steps,
                                                progress=progress)})
     progress.close()
-    result = {"models": models, "n": args.n, "steps": args.steps, "scenes": "evaluation"}
+    result = {"models": models, "n": args.n, "loss_n": args.loss_n, "steps": args.steps,
+              "scenes": "evaluation"}
     print(json.dumps(result))
     if args.out:
         print(f"wrote {write_record(args.out, result)}", file=sys.stderr)
