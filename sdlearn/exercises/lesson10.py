@@ -10,7 +10,7 @@ as they were, and that one generator gives one answer.
 >>> def kept_everything(prompts, dropout, generator):
 ...     return list(prompts)
 >>> graded = drop_captions(kept_everything, pipe=None)  # doctest: +ELLIPSIS
-✗ drop_captions: no caption was dropped ...
+✗ drop_captions: no caption was dropped: ...
 """
 
 from __future__ import annotations
@@ -171,12 +171,14 @@ def _behaviour(fn):
         if any(not isinstance(o, list) or len(o) != len(prompts)
                or any(p not in ("", q) for p, q in zip(o, prompts, strict=True)) for o in outs):
             return CHANGED
+        dropped = sum(p == "" for o in outs for p in o) / (DRAWS * len(prompts))
+        if dropped == 0:
+            return NONE_DROPPED
         if fn(list(prompts), dropout, make_generator(0)) != outs[0]:
             return NOT_REPEATABLE
         if all(o == outs[0] for o in outs):
             return ALWAYS_THE_SAME
-        dropped = sum(p == "" for o in outs for p in o) / (DRAWS * len(prompts))
-        return NONE_DROPPED if dropped == 0 else round(dropped / 0.05) * 0.05
+        return round(dropped / 0.05) * 0.05
 
     return behaviour
 
@@ -196,6 +198,9 @@ def drop_captions(pipe) -> Exercise:
         kept = torch.rand(len(prompts), generator=generator) < dropout
         return [p if k else "" for p, k in zip(prompts, kept.tolist(), strict=True)]
 
+    def kept_them_all(prompts, dropout, generator):
+        return list(prompts)
+
     def the_first_ones(prompts, dropout, generator):
         n = round(dropout * len(prompts))
         return [""] * n + list(prompts[n:])
@@ -213,6 +218,9 @@ def drop_captions(pipe) -> Exercise:
     return Exercise(
         "drop_captions", reference_drop_captions, lambda: _dropout_cases(pipe),
         mistakes=[
+            Mistake(kept_them_all, "no caption was dropped: replace a prompt by \"\" when "
+                                   "its draw, torch.rand(len(prompts), generator=generator), "
+                                   "is below dropout"),
             Mistake(kept_with_the_probability, "that drops 1 − dropout of them: a caption is "
                                                "dropped when its draw is below dropout"),
             Mistake(the_first_ones, "the same captions every time: draw for each prompt, "
