@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..device import make_generator, randn
-from ..training.unet import diffusion_loss
+from ..training.unet import diffusion_loss, min_snr_weight
 from .common import grader, seeded_latents
 from .grading import Check, Exercise, Marker, Mistake
 
@@ -63,10 +63,7 @@ def _target(scheduler, a, x0, noise):
 
 
 def _min_snr(scheduler, snr, gamma):
-    weight = torch.clamp(snr, max=gamma)
-    if scheduler.config.prediction_type == "v_prediction":
-        return weight / (snr + 1)
-    return weight / snr
+    return min_snr_weight(snr, gamma, scheduler.config.prediction_type)
 
 
 def reference_training_loss(unet, scheduler, x0, noise, t, states, gamma=5.0):
@@ -94,7 +91,7 @@ def training_loss(pipe) -> Exercise:
     plain = weighted(lambda s, snr, gamma: torch.ones_like(snr))
     not_clamped = weighted(lambda s, snr, gamma: gamma / snr)
     not_divided = weighted(lambda s, snr, gamma: torch.clamp(snr, max=gamma))
-    epsilon_weight_for_v = weighted(lambda s, snr, gamma: torch.clamp(snr, max=gamma) / snr)
+    epsilon_weight_for_v = weighted(lambda s, snr, gamma: min_snr_weight(snr, gamma))
 
     @torch.no_grad()
     def noise_target_for_v(unet, scheduler, x0, noise, t, states, gamma=5.0):
